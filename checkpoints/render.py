@@ -1,0 +1,125 @@
+"""Markdown checkpoints and incident reports, rendered from a run snapshot (no state of their own)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from phasegate.session.snapshot import RunSnapshot, iso
+
+
+def _front_matter(data: dict[str, Any]) -> str:
+    return "---\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _phase_table(snapshot: RunSnapshot) -> list[str]:
+    lines = ["| # | phase | kind | state | attempts | duration |", "|---|---|---|---|---|---|"]
+    for number, phase in enumerate(snapshot.phases, start=1):
+        lines.append(f"| {number} | {phase.id} | {phase.kind} | {phase.state} | {phase.attempts} "
+                     f"| {_duration(phase.duration_s)} |")
+    return lines
+
+
+def _gate_lines(snapshot: RunSnapshot) -> list[str]:
+    if not snapshot.gates:
+        return ["No gate has been evaluated yet."]
+    lines = []
+    for gate in snapshot.gates:
+        lines.append(f"- **{gate.gate_id}** ({gate.kind}, {gate.stage} `{gate.phase}`, attempt {gate.attempt}): "
+                     f"**{gate.status}** — {gate.summary}")
+        if gate.waived is not None:
+            lines.append(f"  - WAIVED by the operator: {gate.waived}")
+    return lines
+
+
+def _artifact_lines(snapshot: RunSnapshot) -> list[str]:
+    if not snapshot.artifacts:
+        return ["None yet."]
+    return [f"- `{a.path}` ({a.size} bytes, sha256 `{a.sha256}`) — {a.phase}" for a in snapshot.artifacts]
+
+
+def _next_lines(snapshot: RunSnapshot) -> list[str]:
+    if snapshot.state == "completed":
+        return ["The session is complete. Nothing to resume."]
+    lines = [f"Next phase: **{snapshot.next_phase}**.", "", "To continue:", "", "```",
+             snapshot.resume_command, "```"]
+    if snapshot.state == "paused":
+        pending = [g for g in snapshot.gates if g.status == "pending"]
+        for gate in pending:
+            lines += ["", f"The run waits for an operator on gate `{gate.gate_id}`: {gate.summary}", "",
+                      f"    phasegate approve {snapshot.run_dir} {gate.gate_id} --note TEXT",
+                      f"    phasegate waive {snapshot.run_dir} {gate.gate_id} --reason TEXT"]
+    if snapshot.incident:
+        lines += ["", f"Read the incident report first: `{snapshot.incident}`."]
+    return lines
+
+
+def checkpoint_front_matter(snapshot: RunSnapshot) -> dict[str, Any]:
+    """The machine-readable header an agent reads to know where the run stands."""
+    return {
+        "run_id": snapshot.run_id,
+        "session": snapshot.name,
+        "state": snapshot.state,
+        "reason": snapshot.reason,
+        "next_phase": snapshot.next_phase,
+        "resume_command": None if snapshot.state == "completed" else snapshot.resume_command,
+        "run_dir": str(snapshot.run_dir),
+        "budget_spent_usd": snapshot.budget.get("spent_usd"),
+        "budget_left_usd": snapshot.budget.get("left_usd"),
+        "incident": str(snapshot.incident) if snapshot.incident else None,
+        "written_at": iso(snapshot.updated_at),
+    }
+
+
+def render_checkpoint(snapshot: RunSnapshot) -> str:
+    """CHECKPOINT.md: front matter for machines, then a body a person or an agent can act on."""
+    body = [
+        f"# Checkpoint — {snapshot.name} ({snapshot.state})", "",
+        f"Run `{snapshot.run_id}` in `{snapshot.run_dir}`."
+        + (f" Reason: {snapshot.reason}." if snapshot.reason else ""), "",
+        "## Phases", "", *_phase_table(snapshot), "",
+        "## Gates", "", *_gate_lines(snapshot), "",
+        "## Artifacts", "", *_artifact_lines(snapshot), "",
+        "## Budget", "", _budget_line(snapshot.budget), "",
+        "## What is next", "", *_next_lines(snapshot), "",
+    ]
+    return _front_matter(checkpoint_front_matter(snapshot)) + "\n" + "\n".join(body)
+
+
+def _budget_line(budget: dict[str, Any]) -> str:
+    if budget.get("spent_usd") is None:
+        return "No GPU rate set (`gpu_hourly_usd`); cost is not tracked."
+    allocation = budget.get("allocation_usd")
+    tail = f" of ${allocation:.2f} (${budget['left_usd']:.2f} left)" if allocation is not None else ""
+    return f"Spent ${budget['spent_usd']:.2f}{tail} over {budget['wall_hours']:.2f} h."
+
+
+def render_incident(snapshot: RunSnapshot, *, trigger: str, phase: str | None, attempt: int | None,
+                    evidence: dict[str, Any], log_tail: list[str], now: float) -> str:
+    """INCIDENT-<stamp>.md: what stopped the run, the evidence, and the exact way back."""
+    front = {"run_id": snapshot.run_id, "trigger": trigger, "phase": phase, "attempt": attempt,
+             "state": snapshot.state, "resume_command": snapshot.resume_command,
+             "written_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")}
+    evidence_lines = [f"- {key}: {value}" for key, value in evidence.items()] or ["- (none recorded)"]
+    body = [
+        f"# Incident — {snapshot.name}: {trigger}", "",
+        f"The session stopped during phase `{phase}` (attempt {attempt})." if phase else "The session stopped.", "",
+        "## Evidence", "", *evidence_lines, "",
+        "## Phases at the stop", "", *_phase_table(snapshot), "",
+        "## Last lines of the phase log", "", "```", *(log_tail or ["(empty)"]), "```", "",
+        "## Artifacts kept", "", *_artifact_lines(snapshot), "",
+        "## Budget at the stop", "", _budget_line(snapshot.budget), "",
+        "## Recovery", "",
+        "1. Read the evidence and the log above; fix the cause (data, script, threshold, hardware).",
+        f"2. Check the run: `phasegate status {snapshot.run_dir}`",
+        f"3. Continue; completed phases are not run again: `{snapshot.resume_command}`", "",
+    ]
+    return _front_matter(front) + "\n" + "\n".join(body)

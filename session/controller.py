@@ -1,0 +1,283 @@
+"""The controller loop: runs phases in order as child processes, routes on gates, stops or pauses safely."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .builtins import builtin_argv
+from .errors import ExitCode, RunDirError
+from .faults import crash_point
+from .gating import declared_gates, evaluate_stage, gate_context
+from .reporting import Reporter
+from .runner import ChildExit, end_process_group, process_is, spawn
+from .runs import OpenRun
+from .spec import PhaseSpec, expand
+from .states import PhaseState, SessionState
+
+Listener = Callable[[dict[str, Any]], None]
+PROGRESS_INTERVAL_S = 0.25
+
+
+class Route(enum.Enum):
+    """Where the controller goes after a phase."""
+
+    ADVANCE = "advance"
+    STOP = "stop"
+    PAUSE = "pause"
+
+
+@dataclass(frozen=True)
+class PhaseOutcome:
+    route: Route
+    reason: str | None = None
+    trigger: str | None = None
+    attempt: int | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+class Controller:
+    """Drives one run to completion, a stop or a pause; the only writer of its journal."""
+
+    def __init__(self, run: OpenRun, *, listeners: tuple[Listener, ...] = (), clock=time.time,
+                 base_env: dict[str, str] | None = None) -> None:
+        self.run = run
+        self.journal = run.journal
+        self.listeners = listeners
+        self.clock = clock
+        self.base_env = dict(os.environ if base_env is None else base_env)
+        self.reporter = Reporter(run, clock)
+        self._published = 0
+        self._last_progress: dict[str, float] = {}
+        self._artifact_paths: list[Path] = []
+
+    # -- public ------------------------------------------------------------------------------
+    def execute(self) -> ExitCode:
+        """Run (or resume) the session; returns the exit code for the process."""
+        from .rundir import ControllerLock
+
+        lock = ControllerLock(self.run.run_dir)
+        if not lock.acquire():
+            raise RunDirError(f"{self.run.run_dir.root}: another phasegate controller is running this run; "
+                              f"watch it with `phasegate status {self.run.run_dir.root}`")
+        try:
+            return self._execute()
+        except Exception as exc:
+            self._fail(exc)
+            raise
+        finally:
+            self._publish()
+            lock.release()
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _execute(self) -> ExitCode:
+        self._reconcile()
+        if self.journal.session_state() == SessionState.COMPLETED:
+            self._publish()
+            return ExitCode.COMPLETED
+        self.journal.set_session_state(SessionState.RUNNING)
+        self._publish()
+        for phase in self.run.loaded.spec.phases:
+            if self.journal.phase_state(phase.id) in (PhaseState.PASSED, PhaseState.SKIPPED):
+                continue
+            outcome = self._run_phase(phase)
+            if outcome.route is Route.STOP:
+                return self._stop(phase, outcome)
+            if outcome.route is Route.PAUSE:
+                return self._pause(outcome)
+        self.journal.set_session_state(SessionState.COMPLETED)
+        self.reporter.checkpoint(None)
+        self._publish()
+        return ExitCode.COMPLETED
+
+    def _run_phase(self, phase: PhaseSpec) -> PhaseOutcome:
+        failures = 0
+        resumed = self.journal.exited_attempt(phase.id)
+        while True:
+            if (stop := self._stop_requested()) is not None:
+                return PhaseOutcome(Route.STOP, f"operator stop: {stop}", "operator_stop")
+            attempt = resumed
+            if attempt is None:
+                pre = self._gates(phase, "pre", self.journal.phase_row(phase.id)["attempts"] + 1)
+                if pre.failed:
+                    gate_id, summary = pre.failed[0]
+                    return PhaseOutcome(Route.STOP, f"pre-gate {gate_id} failed: {summary}", "gate_failed",
+                                        evidence={"gate": gate_id, "summary": summary})
+                if pre.pending:
+                    return PhaseOutcome(Route.PAUSE, f"waiting for an operator on {pre.pending[0][0]}")
+                attempt, exit = self._attempt(phase)
+                if exit.interrupted is not None:
+                    return self._interrupted(phase, attempt, exit)
+                if not exit.succeeded:
+                    failures += 1
+                    reason = f"exit code {exit.exit_code}" if exit.signal is None else f"killed by signal {exit.signal}"
+                    self.journal.finish_attempt(phase.id, attempt, passed=False, exit_code=exit.exit_code, reason=reason)
+                    self._publish()
+                    if failures <= phase.retries:
+                        continue
+                    return PhaseOutcome(Route.STOP, f"phase {phase.id} failed ({reason}) after {failures} attempt(s)",
+                                        "phase_failed", attempt, {"exit_code": exit.exit_code, "signal": exit.signal})
+            post = self._gates(phase, "post", attempt)
+            if post.failed:
+                gate_id, summary = post.failed[0]
+                if resumed is None:
+                    failures += 1
+                if resumed is not None or failures <= phase.retries:
+                    self.journal.finish_attempt(phase.id, attempt, passed=False, reason=f"gate {gate_id} failed")
+                    resumed = None
+                    continue
+                return PhaseOutcome(Route.STOP, f"gate {gate_id} failed: {summary}", "gate_failed", attempt,
+                                    {"gate": gate_id, "summary": summary})
+            if post.pending:
+                return PhaseOutcome(Route.PAUSE, f"waiting for an operator on {post.pending[0][0]}", attempt=attempt)
+            self.journal.finish_attempt(phase.id, attempt, passed=True)
+            self.reporter.checkpoint(phase.id)
+            self._publish()
+            return PhaseOutcome(Route.ADVANCE)
+
+    def _attempt(self, phase: PhaseSpec) -> tuple[int, ChildExit]:
+        """Run one attempt of a phase's child process and make its outputs durable."""
+        artifacts = self.run.run_dir.artifacts(phase.id)
+        values = self._placeholders(phase, artifacts)
+        argv = self._argv(phase, values)
+        attempt = self.journal.begin_attempt(phase.id, _input_hash(argv, phase, self.run.loaded.sha256))
+        self._publish()
+        crash_point("after_intent")
+        shutil.rmtree(artifacts, ignore_errors=True)  # every attempt starts from a clean state
+        artifacts.mkdir(parents=True)
+        self._artifact_paths = []
+        env = {**self.base_env, **phase.env, "PHASEGATE_RUN_DIR": str(self.run.run_dir.root),
+               "PHASEGATE_PHASE": phase.id, "PHASEGATE_ATTEMPT": str(attempt), "PHASEGATE_ARTIFACTS": str(artifacts)}
+        child = spawn(argv, cwd=self.run.session_dir, env=env, log_path=self.run.run_dir.log(phase.id))
+        self.journal.attempt_spawned(phase.id, attempt, child.pid, child.start_time)
+        crash_point("after_spawn")
+        exit = child.wait(lambda event: self._on_event(phase.id, event), self._on_tick, phase.timeout_s)
+        crash_point("after_child_exit")
+        if exit.succeeded:
+            self.journal.mark_exited(phase.id, attempt, 0, self.reporter.durable_artifacts(artifacts, self._artifact_paths))
+        self._publish()
+        return attempt, exit
+
+    def _interrupted(self, phase: PhaseSpec, attempt: int, exit: ChildExit) -> PhaseOutcome:
+        reason = exit.interrupted or "interrupted"
+        self.journal.finish_attempt(phase.id, attempt, passed=False, exit_code=exit.exit_code, reason=reason)
+        trigger = "operator_stop" if reason.startswith("operator stop") else reason.split(":")[0]
+        return PhaseOutcome(Route.STOP, reason if trigger != "timeout" else f"phase {phase.id} timed out after "
+                            f"{phase.timeout_s} s", trigger, attempt)
+
+    # -- child events and ticks ----------------------------------------------------------------
+    def _on_event(self, phase_id: str, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "progress":
+            now = time.monotonic()
+            done, total = int(event.get("done", 0)), int(event.get("total", 0))
+            if now - self._last_progress.get(phase_id, 0.0) >= PROGRESS_INTERVAL_S or done >= total:
+                self._last_progress[phase_id] = now
+                self.journal.record_progress(phase_id, done, total, event.get("step"))
+        elif kind == "metric" and isinstance(event.get("value"), int | float):
+            self.journal.record_metric(phase_id, str(event.get("name")), float(event["value"]))
+        elif kind == "artifact" and isinstance(event.get("path"), str):
+            self._artifact_paths.append(Path(event["path"]))
+        elif kind == "heartbeat":
+            self.journal.touch(phase_id)
+        elif kind == "log":
+            self.journal.append_event("log", phase_id, {"message": str(event.get("message", ""))[:2000]})
+        else:
+            self.journal.append_event("invalid_event", phase_id, {"event": event})
+        self._publish()
+
+    def _on_tick(self) -> str | None:
+        self._publish()
+        stop = self._stop_requested()
+        return None if stop is None else f"operator stop: {stop}"
+
+    # -- commands, stop, pause -------------------------------------------------------------------
+    def _stop_requested(self) -> str | None:
+        """Handle queued commands; returns the reason of a stop request, if any."""
+        from .commands import apply_command
+
+        for command in self.journal.pending_commands():
+            apply_command(self.journal, command)
+            self._publish()
+            if command["kind"] == "stop":
+                return json.loads(command["args"]).get("reason") or "no reason given"
+        return None
+
+    def _stop(self, phase: PhaseSpec, outcome: PhaseOutcome) -> ExitCode:
+        self.journal.set_session_state(SessionState.STOPPED, outcome.reason)
+        self.reporter.incident(outcome.trigger or "stopped", phase.id, outcome.attempt,
+                               {"reason": outcome.reason, **outcome.evidence})
+        self.reporter.checkpoint(phase.id)
+        self._publish()
+        return ExitCode.STOPPED
+
+    def _pause(self, outcome: PhaseOutcome) -> ExitCode:
+        self.journal.set_session_state(SessionState.PAUSED, outcome.reason)
+        self.reporter.checkpoint(None)
+        self._publish()
+        return ExitCode.PAUSED
+
+    def _fail(self, exc: Exception) -> None:
+        """An internal error: record it so the run is never left looking alive."""
+        try:
+            if self.journal.session_state() == SessionState.RUNNING:
+                self.journal.set_session_state(SessionState.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+                self.reporter.checkpoint(None)
+        except Exception:  # noqa: BLE001 - the original error matters more than this one
+            pass
+
+    # -- resume ------------------------------------------------------------------------------
+    def _reconcile(self) -> None:
+        """End what a crashed controller left running and discard its unfinished attempts."""
+        for row in self.journal.open_attempts():
+            if row["pid"] is not None and process_is(row["pid"], row["pid_start"]):
+                end_process_group(row["pid"])
+            shutil.rmtree(self.run.run_dir.artifacts(row["phase"]), ignore_errors=True)
+            self.journal.discard_attempt(row["phase"], row["attempt"], "interrupted by a controller crash")
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _gates(self, phase: PhaseSpec, stage: str, attempt: int):
+        root = self.run.run_dir.root
+        return evaluate_stage(
+            self.journal, declared_gates(phase, stage), attempt,
+            lambda gate, n: gate_context(gate, n, session_dir=self.run.session_dir, run_dir=root),
+            on_decided=self._publish,
+        )
+
+    def _placeholders(self, phase: PhaseSpec, artifacts: Path) -> dict[str, str]:
+        return {"run_dir": str(self.run.run_dir.root), "artifacts": str(artifacts), "phase": phase.id,
+                "session_dir": str(self.run.session_dir)}
+
+    def _argv(self, phase: PhaseSpec, values: dict[str, str]) -> list[str]:
+        if phase.kind == "command":
+            return [expand(arg, values) for arg in phase.run]
+        context = {"phase_id": phase.id, "kind": phase.kind, "run_dir": values["run_dir"],
+                   "session_dir": values["session_dir"], "artifacts_dir": values["artifacts"],
+                   "params": phase.params, "model": self.run.loaded.spec.model_dump(by_alias=True).get("model")}
+        return builtin_argv(phase, context=context, context_path=self.run.run_dir.root / "contexts" / f"{phase.id}.json")
+
+    def _publish(self) -> None:
+        """Hand journal events nobody has seen yet to the listeners (headless printer, UI)."""
+        if not self.listeners:
+            return
+        for row in self.journal.events_since(self._published):
+            self._published = row["seq"]
+            event = {"seq": row["seq"], "ts": row["ts"], "type": row["type"], "phase": row["phase"],
+                     **json.loads(row["data"])}
+            for listener in self.listeners:
+                listener(event)
+
+
+def _input_hash(argv: list[str], phase: PhaseSpec, spec_sha256: str) -> str:
+    """The key of an attempt's inputs, so a repeat of the same work is recognisable."""
+    payload = json.dumps({"argv": argv, "env": phase.env, "params": phase.params, "spec": spec_sha256}, sort_keys=True,
+                         default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()

@@ -1,0 +1,43 @@
+"""One exception hierarchy with messages a user can act on, and the exit codes they map to."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes, documented in `--help` and the README."""
+
+    COMPLETED = 0
+    INTERNAL_ERROR = 1
+    INVALID_INPUT = 2
+    STOPPED = 3
+    PAUSED = 4
+
+
+class PhasegateError(Exception):
+    """Base class: every error phasegate raises on purpose carries an exit code."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL_ERROR
+
+
+class InvalidInput(PhasegateError):
+    """Something the user gave (a file, a flag, a run folder) cannot be used as it is."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
+class SpecError(InvalidInput):
+    """The session file is not valid; the message names the file, line and field."""
+
+
+class RunDirError(InvalidInput):
+    """A run folder is missing, locked by a live controller, or not a phasegate run."""
+
+
+class JournalError(InvalidInput):
+    """The journal (state.db) cannot be trusted: wrong schema version, corrupt, truncated."""
+
+
+class IllegalTransition(PhasegateError):
+    """A state change the state machine does not allow (a bug, not a user error)."""

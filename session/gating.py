@@ -1,0 +1,118 @@
+"""Evaluating a phase's gates: journal every result, reuse decided ones, apply operator approvals and waivers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from phasegate.gates import GATE_KINDS
+from phasegate.gates.base import GateContext, GateResult, GateStatus
+
+from .journal import Journal
+from .spec import GateSpec, PhaseSpec
+
+OK_STATUSES = {GateStatus.PASS, GateStatus.WARN, GateStatus.WAIVED}
+
+
+@dataclass(frozen=True)
+class DeclaredGate:
+    """A gate of the session file with its resolved id and stage (pre or post)."""
+
+    gate_id: str
+    phase_id: str
+    stage: str
+    spec: GateSpec
+
+
+@dataclass
+class StageOutcome:
+    """What the gates of one stage decided together."""
+
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    pending: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed and not self.pending
+
+
+def declared_gates(phase: PhaseSpec, stage: str) -> list[DeclaredGate]:
+    """The gates of one stage with ids: explicit, else `<phase>.<kind>` (numbered when repeated)."""
+    specs = phase.pre_gates if stage == "pre" else phase.gates
+    seen: dict[str, int] = {}
+    out = []
+    for spec in specs:
+        base = f"{phase.id}.{spec.kind}" if stage == "post" else f"{phase.id}.pre.{spec.kind}"
+        seen[base] = seen.get(base, 0) + 1
+        gate_id = spec.id or (base if seen[base] == 1 else f"{base}-{seen[base]}")
+        out.append(DeclaredGate(gate_id, phase.id, stage, spec))
+    return out
+
+
+def all_gate_ids(phases: list[PhaseSpec]) -> list[str]:
+    """Every gate id a session declares, in order."""
+    return [g.gate_id for p in phases for stage in ("pre", "post") for g in declared_gates(p, stage)]
+
+
+def _evaluate(gate: DeclaredGate, context: GateContext) -> GateResult:
+    """Run one gate kind; an exception inside a gate is a failed gate, never a crash of the session."""
+    try:
+        return GATE_KINDS[gate.spec.kind]().evaluate(context)
+    except Exception as exc:  # noqa: BLE001 - a gate's bug must fail closed, with the error as evidence
+        return GateResult(GateStatus.FAIL, f"gate raised {type(exc).__name__}: {exc}", {"error": repr(exc)})
+
+
+def _reusable(row, gate: DeclaredGate) -> bool:
+    """A decision kept from before a restart: passes always; failures only for costly kinds (reviews)."""
+    if row is None:
+        return False
+    costly = getattr(GATE_KINDS.get(gate.spec.kind), "costly", False)
+    return row["status"] in ("pass", "warn") or (costly and row["status"] == "fail")
+
+
+def _operator_override(journal: Journal, gate_id: str, status: GateStatus) -> GateStatus:
+    action = journal.operator_action(gate_id)
+    if action is None:
+        return status
+    if action["action"] == "waived" and status in (GateStatus.FAIL, GateStatus.PENDING):
+        return GateStatus.WAIVED
+    if action["action"] == "approved" and status == GateStatus.PENDING:
+        return GateStatus.PASS
+    return status
+
+
+ContextFactory = Callable[[DeclaredGate, int], GateContext]
+
+
+def evaluate_stage(journal: Journal, gates: list[DeclaredGate], attempt: int, make_context: ContextFactory,
+                   on_decided: Callable[[], None] = lambda: None) -> StageOutcome:
+    """Evaluate gates in order and journal each result; stop at the first failure."""
+    outcome = StageOutcome()
+    for gate in gates:
+        row = journal.conn.execute("SELECT * FROM gates WHERE gate_id=? AND attempt=?", (gate.gate_id, attempt)).fetchone()
+        if _reusable(row, gate):
+            status, summary = GateStatus(row["status"]), row["summary"]
+        else:
+            result = _evaluate(gate, make_context(gate, attempt))
+            status, summary = result.status, result.summary
+            journal.record_gate(gate_id=gate.gate_id, phase=gate.phase_id, attempt=attempt, stage=gate.stage,
+                                kind=gate.spec.kind, status=str(status), summary=summary,
+                                evidence=json.loads(json.dumps(dict(result.evidence), default=str)),
+                                metrics=dict(result.metrics))
+            on_decided()
+        status = _operator_override(journal, gate.gate_id, status)
+        if status == GateStatus.FAIL:
+            outcome.failed.append((gate.gate_id, summary))
+            return outcome
+        if status == GateStatus.PENDING:
+            outcome.pending.append((gate.gate_id, summary))
+    return outcome
+
+
+def gate_context(gate: DeclaredGate, attempt: int, *, session_dir: Path, run_dir: Path) -> GateContext:
+    """The context a gate evaluates in."""
+    return GateContext(gate_id=gate.gate_id, phase_id=gate.phase_id, options=gate.spec.options,
+                       session_dir=session_dir, run_dir=run_dir,
+                       artifacts_dir=run_dir / "artifacts" / gate.phase_id, attempt=attempt)

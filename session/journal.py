@@ -1,0 +1,322 @@
+"""The run's journal: SQLite in WAL mode, one transaction per state change, the single source of truth."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import JournalError
+from .states import PhaseState, SessionState, check_phase_transition, check_session_transition
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE run (
+    id INTEGER PRIMARY KEY CHECK (id = 1), run_id TEXT NOT NULL, name TEXT NOT NULL,
+    state TEXT NOT NULL, reason TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    spec_sha256 TEXT NOT NULL, session_dir TEXT NOT NULL, spec_path TEXT NOT NULL);
+CREATE TABLE phases (
+    id TEXT PRIMARY KEY, position INTEGER NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
+    started_at REAL, ended_at REAL, progress_done INTEGER, progress_total INTEGER,
+    progress_step TEXT, last_activity REAL, error TEXT);
+CREATE TABLE attempts (
+    phase TEXT NOT NULL, attempt INTEGER NOT NULL, state TEXT NOT NULL, input_hash TEXT,
+    pid INTEGER, pid_start TEXT, started_at REAL NOT NULL, ended_at REAL, exit_code INTEGER,
+    reason TEXT, PRIMARY KEY (phase, attempt));
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, type TEXT NOT NULL,
+    phase TEXT, data TEXT NOT NULL);
+CREATE TABLE metrics (
+    phase TEXT NOT NULL, name TEXT NOT NULL, value REAL, ts REAL NOT NULL,
+    PRIMARY KEY (phase, name));
+CREATE TABLE artifacts (
+    phase TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+    ts REAL NOT NULL, PRIMARY KEY (phase, path));
+CREATE TABLE gates (
+    gate_id TEXT NOT NULL, phase TEXT NOT NULL, attempt INTEGER NOT NULL, stage TEXT NOT NULL,
+    kind TEXT NOT NULL, status TEXT NOT NULL, summary TEXT NOT NULL, evidence TEXT NOT NULL,
+    metrics TEXT NOT NULL, decided_at REAL NOT NULL, PRIMARY KEY (gate_id, attempt));
+CREATE TABLE operator_actions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, gate_id TEXT NOT NULL, action TEXT NOT NULL,
+    note TEXT NOT NULL, ts REAL NOT NULL);
+CREATE TABLE commands (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL,
+    args TEXT NOT NULL, handled_at REAL, result TEXT);
+"""
+
+Clock = Callable[[], float]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a committed state change survives power loss, not only a process crash.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class Journal:
+    """Read and write access to one run's state.db; only the controller changes run state."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock = time.time) -> None:
+        self.conn = conn
+        self.path = path
+        self.clock = clock
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: Path, *, run_id: str, name: str, spec_sha256: str, session_dir: Path,
+               spec_path: Path, phases: list[tuple[str, str]], clock: Clock = time.time) -> Journal:
+        """Create a new journal with its run row and one pending row per phase."""
+        conn = _connect(path)
+        journal = cls(conn, path, clock)
+        now = clock()
+        with journal.transaction():
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute(
+                "INSERT INTO run VALUES (1, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
+                (run_id, name, SessionState.CREATED, now, now, spec_sha256, str(session_dir), str(spec_path)),
+            )
+            conn.executemany(
+                "INSERT INTO phases (id, position, kind, state) VALUES (?, ?, ?, ?)",
+                [(pid, i, kind, PhaseState.PENDING) for i, (pid, kind) in enumerate(phases)],
+            )
+            journal._event("run_created", None, {"run_id": run_id, "name": name})
+        return journal
+
+    @classmethod
+    def open(cls, path: Path, clock: Clock = time.time) -> Journal:
+        """Open an existing journal, checking that it is intact and of this schema version."""
+        try:
+            conn = _connect(path)
+            ok = conn.execute("PRAGMA quick_check").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"{path}: the journal is unreadable ({exc}); it may be corrupt or truncated. "
+                               f"Completed artifacts under {path.parent / 'artifacts'} are untouched; "
+                               f"run `phasegate recover {path.parent}` to list them") from None
+        if ok != "ok":
+            raise JournalError(f"{path}: the journal failed its integrity check ({ok}). Completed artifacts "
+                               f"are untouched; run `phasegate recover {path.parent}` to list them")
+        if version != SCHEMA_VERSION:
+            raise JournalError(f"{path}: journal schema version {version}, this phasegate reads version "
+                               f"{SCHEMA_VERSION}; use the phasegate release that created this run")
+        return cls(conn, path, clock)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, durable state change."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _event(self, kind: str, phase: str | None, data: dict[str, Any]) -> int:
+        cursor = self.conn.execute(
+            "INSERT INTO events (ts, type, phase, data) VALUES (?, ?, ?, ?)",
+            (self.clock(), kind, phase, json.dumps(data, sort_keys=True)),
+        )
+        return int(cursor.lastrowid)
+
+    def append_event(self, kind: str, phase: str | None, data: dict[str, Any]) -> None:
+        """Record an event that changes no state (a log line from a phase, a heartbeat)."""
+        with self.transaction():
+            self._event(kind, phase, data)
+
+    # -- session -----------------------------------------------------------------------------
+    def session_state(self) -> SessionState:
+        return SessionState(self.conn.execute("SELECT state FROM run").fetchone()[0])
+
+    def run_row(self) -> sqlite3.Row:
+        return self.conn.execute("SELECT * FROM run").fetchone()
+
+    def set_session_state(self, target: SessionState, reason: str | None = None) -> None:
+        """Move the session to `target`, refusing transitions the state machine forbids."""
+        with self.transaction():
+            check_session_transition(self.session_state(), target)
+            self.conn.execute("UPDATE run SET state=?, reason=?, updated_at=?", (target, reason, self.clock()))
+            self._event("session_state", None, {"state": str(target), "reason": reason})
+
+    # -- phases ------------------------------------------------------------------------------
+    def phase_row(self, phase: str) -> sqlite3.Row:
+        return self.conn.execute("SELECT * FROM phases WHERE id=?", (phase,)).fetchone()
+
+    def phase_state(self, phase: str) -> PhaseState:
+        return PhaseState(self.phase_row(phase)["state"])
+
+    def _move_phase(self, phase: str, target: PhaseState) -> None:
+        check_phase_transition(phase, self.phase_state(phase), target)
+        self.conn.execute("UPDATE phases SET state=? WHERE id=?", (target, phase))
+
+    def begin_attempt(self, phase: str, input_hash: str) -> int:
+        """Commit the intent to run a phase (before its child is spawned); returns the attempt number."""
+        now = self.clock()
+        with self.transaction():
+            self._move_phase(phase, PhaseState.RUNNING)
+            attempt = self.phase_row(phase)["attempts"] + 1
+            self.conn.execute(
+                "UPDATE phases SET attempts=?, started_at=?, ended_at=NULL, error=NULL, progress_done=NULL,"
+                " progress_total=NULL, progress_step=NULL, last_activity=? WHERE id=?",
+                (attempt, now, now, phase),
+            )
+            self.conn.execute(
+                "INSERT INTO attempts (phase, attempt, state, input_hash, started_at) VALUES (?, ?, 'intent', ?, ?)",
+                (phase, attempt, input_hash, now),
+            )
+            self.conn.execute("DELETE FROM metrics WHERE phase=?", (phase,))
+            self.conn.execute("DELETE FROM artifacts WHERE phase=?", (phase,))
+            self._event("phase_started", phase, {"attempt": attempt})
+        return attempt
+
+    def attempt_spawned(self, phase: str, attempt: int, pid: int, pid_start: str) -> None:
+        """Record which process runs an attempt, so a later resume can find and end an orphan."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE attempts SET state='running', pid=?, pid_start=? WHERE phase=? AND attempt=?",
+                (pid, pid_start, phase, attempt),
+            )
+
+    def mark_exited(self, phase: str, attempt: int, exit_code: int, artifacts: list[tuple[str, str, int]]) -> None:
+        """Commit that an attempt's child succeeded and its artifacts (already durable on disk) exist."""
+        now = self.clock()
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE attempts SET state='exited', exit_code=? WHERE phase=? AND attempt=?", (exit_code, phase, attempt)
+            )
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?)",
+                [(phase, path, digest, size, now) for path, digest, size in artifacts],
+            )
+            self._event("phase_exited", phase, {"attempt": attempt, "exit_code": exit_code, "artifacts": len(artifacts)})
+
+    def finish_attempt(self, phase: str, attempt: int, *, passed: bool, exit_code: int | None = None,
+                       reason: str | None = None) -> None:
+        """Commit an attempt's end and the phase's new state (passed or failed)."""
+        now = self.clock()
+        target = PhaseState.PASSED if passed else PhaseState.FAILED
+        with self.transaction():
+            self._move_phase(phase, target)
+            self.conn.execute(
+                "UPDATE attempts SET state=?, ended_at=?, exit_code=COALESCE(?, exit_code), reason=?"
+                " WHERE phase=? AND attempt=?",
+                (str(target), now, exit_code, reason, phase, attempt),
+            )
+            self.conn.execute(
+                "UPDATE phases SET ended_at=?, error=?, failures=failures+? WHERE id=?",
+                (now, reason, 0 if passed else 1, phase),
+            )
+            self._event("phase_finished", phase, {"attempt": attempt, "state": str(target),
+                                                  "exit_code": exit_code, "reason": reason})
+
+    def exited_attempt(self, phase: str) -> int | None:
+        """An attempt whose child finished but whose gates have not let the phase pass yet."""
+        row = self.conn.execute(
+            "SELECT attempt FROM attempts WHERE phase=? AND state='exited' ORDER BY attempt DESC LIMIT 1", (phase,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def events_since(self, seq: int) -> list[sqlite3.Row]:
+        """Journal events after `seq`, oldest first."""
+        return self.conn.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
+
+    def discard_attempt(self, phase: str, attempt: int, reason: str) -> None:
+        """Mark an interrupted attempt as discarded and put the phase back to pending."""
+        with self.transaction():
+            self._move_phase(phase, PhaseState.PENDING)
+            self.conn.execute(
+                "UPDATE attempts SET state='discarded', ended_at=?, reason=? WHERE phase=? AND attempt=?",
+                (self.clock(), reason, phase, attempt),
+            )
+            self._event("attempt_discarded", phase, {"attempt": attempt, "reason": reason})
+
+    def fail_phase_without_attempt(self, phase: str, reason: str) -> None:
+        """A phase that failed before anything ran (a pre-gate, say) counts as a failed attempt."""
+        with self.transaction():
+            self.conn.execute("UPDATE phases SET error=? WHERE id=?", (reason, phase))
+            self._event("phase_blocked", phase, {"reason": reason})
+
+    def open_attempts(self) -> list[sqlite3.Row]:
+        """Attempts with an intent and no recorded exit: what a crash left behind."""
+        return self.conn.execute("SELECT * FROM attempts WHERE state IN ('intent', 'running')").fetchall()
+
+    def record_progress(self, phase: str, done: int, total: int, step: str | None) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE phases SET progress_done=?, progress_total=?, progress_step=?, last_activity=? WHERE id=?",
+                (done, total, step, self.clock(), phase),
+            )
+            self._event("progress", phase, {"done": done, "total": total, "step": step})
+
+    def touch(self, phase: str) -> None:
+        """Note that a phase showed a sign of life (a heartbeat or a log line)."""
+        with self.transaction():
+            self.conn.execute("UPDATE phases SET last_activity=? WHERE id=?", (self.clock(), phase))
+
+    def record_metric(self, phase: str, name: str, value: float) -> None:
+        with self.transaction():
+            self.conn.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)", (phase, name, value, self.clock()))
+            self._event("metric", phase, {"name": name, "value": value})
+
+    # -- gates -------------------------------------------------------------------------------
+    def record_gate(self, *, gate_id: str, phase: str, attempt: int, stage: str, kind: str, status: str,
+                    summary: str, evidence: dict, metrics: dict) -> None:
+        """Journal one gate decision with its evidence."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO gates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (gate_id, phase, attempt, stage, kind, status, summary,
+                 json.dumps(evidence, sort_keys=True, default=str), json.dumps(metrics, sort_keys=True), self.clock()),
+            )
+            self._event("gate_decided", phase, {"gate_id": gate_id, "status": status, "summary": summary})
+
+    def latest_gate(self, gate_id: str) -> sqlite3.Row | None:
+        return self.conn.execute(
+            "SELECT * FROM gates WHERE gate_id=? ORDER BY attempt DESC LIMIT 1", (gate_id,)
+        ).fetchone()
+
+    def record_operator_action(self, gate_id: str, action: str, note: str) -> None:
+        """Journal an approval or a waiver, forever."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO operator_actions (gate_id, action, note, ts) VALUES (?, ?, ?, ?)",
+                (gate_id, action, note, self.clock()),
+            )
+            self._event(f"gate_{action}", None, {"gate_id": gate_id, "note": note})
+
+    def operator_action(self, gate_id: str) -> sqlite3.Row | None:
+        return self.conn.execute(
+            "SELECT * FROM operator_actions WHERE gate_id=? ORDER BY seq DESC LIMIT 1", (gate_id,)
+        ).fetchone()
+
+    # -- commands from outside ---------------------------------------------------------------
+    def post_command(self, kind: str, args: dict[str, Any]) -> int:
+        """Queue a command for the controller (any process may call this)."""
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO commands (ts, kind, args) VALUES (?, ?, ?)", (self.clock(), kind, json.dumps(args))
+            )
+        return int(cursor.lastrowid)
+
+    def pending_commands(self) -> list[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM commands WHERE handled_at IS NULL ORDER BY id").fetchall()
+
+    def mark_command_handled(self, command_id: int, result: str) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE commands SET handled_at=?, result=? WHERE id=?", (self.clock(), result, command_id))

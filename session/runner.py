@@ -1,0 +1,203 @@
+"""Phase child processes: spawn in their own process group, stream their events, end them cleanly."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .child import EVENTS_FD_ENV
+
+PR_SET_PDEATHSIG = 1
+MAX_EVENT_LINE = 1 << 20
+TICK_S = 0.25
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of a process (clock ticks since boot): with the pid, a unique identity."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses; fields after the last ')' are fixed.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def process_is(pid: int, start_time: str | None) -> bool:
+    """True when `pid` is alive and is the very process that had `start_time` (never trust a pid alone)."""
+    return start_time is not None and process_start_time(pid) == start_time
+
+
+def end_process_group(pgid: int, grace_s: float = 5.0) -> None:
+    """Ask a process group to end (SIGTERM), then kill it (SIGKILL) after the grace period."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """A pre-exec hook: the kernel kills the child when its controller dies (Linux prctl)."""
+
+    def hook() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent_pid:  # the controller died before prctl took effect
+            os._exit(137)
+
+    return hook
+
+
+@dataclass(frozen=True)
+class ChildExit:
+    """How a child's run ended."""
+
+    exit_code: int | None
+    signal: int | None
+    interrupted: str | None  # why phasegate ended it (timeout, stop, stall, …), else None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and self.interrupted is None
+
+
+EventHandler = Callable[[dict[str, Any]], None]
+TickHandler = Callable[[], str | None]
+
+
+class Child:
+    """One running phase child with its events pipe."""
+
+    def __init__(self, popen: subprocess.Popen, events_fd: int) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.start_time = process_start_time(popen.pid) or ""
+        self._events_fd = events_fd
+        self._buffer = b""
+
+    def wait(self, on_event: EventHandler, on_tick: TickHandler, timeout_s: float | None) -> ChildExit:
+        """Pump events until the child exits, times out, or `on_tick` returns a reason to end it."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        selector = selectors.DefaultSelector()
+        selector.register(self._events_fd, selectors.EVENT_READ, "events")
+        pidfd = _open_pidfd(self.pid)
+        if pidfd is not None:
+            selector.register(pidfd, selectors.EVENT_READ, "exit")
+        interrupted = None
+        try:
+            while self.popen.poll() is None:
+                for key, _ in selector.select(TICK_S if pidfd is not None else 0.05):
+                    if key.data == "events" and not self._read_events(on_event):
+                        selector.unregister(self._events_fd)
+                interrupted = on_tick() or _timed_out(deadline)
+                if interrupted:
+                    end_process_group(self.pid)
+                    self.popen.wait()
+                    break
+            self._drain(on_event)
+        finally:
+            selector.close()
+            if pidfd is not None:
+                os.close(pidfd)
+            os.close(self._events_fd)
+        code = self.popen.returncode
+        return ChildExit(exit_code=code if code >= 0 else None, signal=-code if code < 0 else None,
+                         interrupted=interrupted)
+
+    def _read_events(self, on_event: EventHandler) -> bool:
+        """Read what is available on the events pipe; False at end of file."""
+        try:
+            chunk = os.read(self._events_fd, 65536)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return False
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        if len(self._buffer) > MAX_EVENT_LINE:
+            self._buffer = b""
+        for line in lines:
+            _dispatch(line, on_event)
+        return True
+
+    def _drain(self, on_event: EventHandler) -> None:
+        """Deliver events still in the pipe after the child exited (a grandchild may hold it open)."""
+        os.set_blocking(self._events_fd, False)
+        while self._read_events(on_event):
+            if not _readable(self._events_fd):
+                break
+        if self._buffer.strip():
+            _dispatch(self._buffer, on_event)
+            self._buffer = b""
+
+
+def _readable(fd: int) -> bool:
+    with selectors.DefaultSelector() as probe:
+        probe.register(fd, selectors.EVENT_READ)
+        return bool(probe.select(0))
+
+
+def _dispatch(line: bytes, on_event: EventHandler) -> None:
+    if not line.strip():
+        return
+    try:
+        event = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        event = None
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        event = {"type": "invalid", "line": line[:500].decode("utf-8", errors="replace")}
+    on_event(event)
+
+
+def _timed_out(deadline: float | None) -> str | None:
+    return "timeout" if deadline is not None and time.monotonic() >= deadline else None
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A file descriptor that becomes readable when the child exits (Linux ≥ 5.3), else None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], log_path: Path) -> Child:
+    """Start a phase child in its own process group, output appended to its log, events on a pipe."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    child_env = {**env, EVENTS_FD_ENV: str(write_fd)}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        try:
+            popen = subprocess.Popen(
+                argv, cwd=cwd, env=child_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                pass_fds=(write_fd,), start_new_session=True, preexec_fn=_die_with_parent(os.getpid()),
+            )
+        except OSError:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+    return Child(popen, read_fd)

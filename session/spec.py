@@ -1,0 +1,183 @@
+"""The session file: pydantic models for the TOML a user writes, and the loader that validates it."""
+
+from __future__ import annotations
+
+import hashlib
+import string
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import SpecError
+from .spec_errors import describe_validation_error
+
+PLACEHOLDERS = {
+    "run_dir": "the run folder",
+    "artifacts": "this phase's artifact folder",
+    "phase": "this phase's id",
+    "session_dir": "the folder of the session file (also the child's working directory)",
+}
+BUILTIN_PHASE_KINDS = ("versions", "load_check", "baseline_eval", "generate", "scale", "testset", "sft", "evaluate")
+PHASE_KINDS = ("command", *BUILTIN_PHASE_KINDS)
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SessionInfo(_Strict):
+    """The `[session]` table: who this session is and what it may spend."""
+
+    name: str = Field(pattern=r"^[a-z0-9-]+$", description="Session name, lowercase letters, digits and dashes; names the run folder.")
+    description: str = Field("", description="One line saying what this session is for; shown in checkpoints.")
+    budget_usd: float | None = Field(None, gt=0, description="Money this session may spend in US dollars; the session stops when it is used up.")
+    gpu_hourly_usd: float | None = Field(None, ge=0, description="What the GPU costs per hour in US dollars, for the budget ledger.")
+
+
+class GateSpec(BaseModel):
+    """One gate of a phase: `kind` picks the gate kind; every other key is that kind's option."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: str | None = Field(None, pattern=ID_PATTERN.replace("_-", "_.-"), description="Gate id used by `approve`/`waive`; defaults to `<phase>.<kind>` (with a number when a phase has several of one kind).")
+    kind: str = Field(description="Gate kind: threshold, policy, artifact, approval, and others registered by phasegate.")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The kind-specific options (every key but `id` and `kind`)."""
+        return dict(self.model_extra or {})
+
+
+class PhaseSpec(_Strict):
+    """One `[[phases]]` entry: a step of the session, run as a child process."""
+
+    id: str = Field(pattern=ID_PATTERN, description="Phase id, unique in the session: lowercase letters, digits, `_` and `-`.")
+    kind: str = Field("command", description="`command` runs `run`; the built-in kinds are " + ", ".join(BUILTIN_PHASE_KINDS) + ".")
+    run: list[str] = Field(default_factory=list, description="For `command` phases: the argv to run (no shell). Placeholders: " + ", ".join("{" + k + "}" for k in PLACEHOLDERS) + ".")
+    timeout_s: float | None = Field(None, gt=0, description="Seconds the phase may run before it is ended and counted as failed.")
+    retries: int = Field(0, ge=0, le=20, description="How many times a failed phase (or a failed gate after it) is run again before the session stops.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for the child process.")
+    params: dict[str, Any] = Field(default_factory=dict, alias="with", description="The `[phases.with]` table: parameters of a built-in phase.")
+    pre_gates: list[GateSpec] = Field(default_factory=list, description="Gates checked before the phase starts (`[[phases.pre_gates]]`).")
+    gates: list[GateSpec] = Field(default_factory=list, description="Gates checked after the phase ends (`[[phases.gates]]`).")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in PHASE_KINDS:
+            raise ValueError(f"unknown phase kind {kind!r}; write one of: {', '.join(PHASE_KINDS)}")
+        return kind
+
+    @field_validator("run")
+    @classmethod
+    def _placeholders_known(cls, run: list[str]) -> list[str]:
+        for arg in run:
+            check_placeholders(arg)
+        return run
+
+    @model_validator(mode="after")
+    def _run_matches_kind(self) -> PhaseSpec:
+        if self.kind == "command" and not self.run:
+            raise ValueError("a `command` phase needs `run`, e.g. run = [\"python3\", \"scripts/prepare.py\"]")
+        if self.kind != "command" and self.run:
+            raise ValueError(f"a `{self.kind}` phase is built in and takes no `run`; put its parameters in [phases.with]")
+        return self
+
+
+class SessionSpec(_Strict):
+    """A whole session file."""
+
+    session: SessionInfo = Field(description="The `[session]` table.")
+    phases: list[PhaseSpec] = Field(min_length=1, description="The phases, run in order (`[[phases]]`).")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> SessionSpec:
+        seen: set[str] = set()
+        for phase in self.phases:
+            if phase.id in seen:
+                raise ValueError(f"phase id {phase.id!r} is used twice; give each phase its own id")
+            seen.add(phase.id)
+        return self
+
+    def phase(self, phase_id: str) -> PhaseSpec:
+        """The phase with this id."""
+        return next(p for p in self.phases if p.id == phase_id)
+
+
+def check_placeholders(arg: str) -> None:
+    """Raise ValueError when `arg` uses a placeholder phasegate does not know."""
+    try:
+        fields = [name for _, name, spec, conv in string.Formatter().parse(arg) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"{arg!r}: {exc}; write a literal brace as {{{{ or }}}}") from None
+    for name in fields:
+        if name not in PLACEHOLDERS:
+            known = ", ".join("{" + k + "}" for k in PLACEHOLDERS)
+            raise ValueError(f"{arg!r} uses unknown placeholder {{{name}}}; known placeholders: {known}")
+
+
+def expand(arg: str, values: dict[str, str]) -> str:
+    """Fill the placeholders of one argv element."""
+    return arg.format(**values)
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated session file with the text and hash it came from."""
+
+    spec: SessionSpec
+    path: Path
+    text: str
+    sha256: str
+
+    @property
+    def session_dir(self) -> Path:
+        """The folder of the session file; relative paths and child processes start here."""
+        return self.path.parent
+
+
+def load_spec(path: Path, *, display_path: Path | None = None) -> LoadedSpec:
+    """Read and validate a session file, raising SpecError with file, line and field on any problem."""
+    path = Path(path)
+    shown = display_path or path
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(f"{shown}: no such session file; check the path (see examples/quickstart.toml)") from None
+    except OSError as exc:
+        raise SpecError(f"{shown}: cannot read the session file: {exc.strerror}") from None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{shown}: not valid TOML: {exc}") from None
+    try:
+        spec = SessionSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(describe_validation_error(exc, text, str(shown))) from None
+    _check_gates(spec, text, str(shown))
+    return LoadedSpec(spec=spec, path=path.resolve(), text=text, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _check_gates(spec: SessionSpec, text: str, shown: str) -> None:
+    """Validate every gate's kind and options against the gate registry."""
+    from phasegate.gates import validate_gate_options
+
+    from .spec_errors import locate_line
+
+    for p_index, phase in enumerate(spec.phases):
+        for table in ("pre_gates", "gates"):
+            for g_index, gate in enumerate(getattr(phase, table)):
+                try:
+                    validate_gate_options(gate.kind, gate.options)
+                except ValueError as exc:
+                    loc = ("phases", p_index, table, g_index)
+                    line = locate_line(text, loc)
+                    where = f"{shown} line {line}" if line else shown
+                    raise SpecError(f"{where}: phases[{p_index}].{table}[{g_index}] ({gate.kind}): {exc}") from None
