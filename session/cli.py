@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from .errors import ExitCode, InvalidInput, PhasegateError
@@ -26,10 +25,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    options_metavar="[OPTIONS]",
 )
 
-RunDirArg = Annotated[Path, typer.Argument(help="A run folder (runs/<name>-<stamp>/).", show_default=False)]
-SessionArg = Annotated[Path, typer.Argument(help="A session file (TOML), e.g. examples/quickstart.toml.",
+RunDirArg = Annotated[Path, typer.Argument(help="A run folder (runs/<name>-<stamp>/).", metavar="RUN_DIR", show_default=False)]
+SessionArg = Annotated[Path, typer.Argument(help="A session file (TOML), e.g. examples/quickstart.toml.", metavar="SESSION",
                                             show_default=False)]
 HeadlessOpt = Annotated[bool, typer.Option("--headless", help="Print one JSON event per line on stdout "
                                                                "(diagnostics on stderr).")]
@@ -41,16 +41,15 @@ def _listeners(headless: bool):
     return (json_lines_printer(),) if headless else (human_printer(),)
 
 
-def _finish(run, code: ExitCode, headless: bool) -> int:
+def _finish(run, code: ExitCode, headless: bool) -> None:
     if not headless:
-        snapshot_line = f"run folder: {run.run_dir.root}\ncheckpoint: {run.run_dir.checkpoint}"
-        typer.echo(snapshot_line, err=True)
-    return int(code)
+        typer.echo(f"run folder: {run.run_dir.root}\ncheckpoint: {run.run_dir.checkpoint}", err=True)
+    raise typer.Exit(int(code))
 
 
 @app.command()
 def run(session: SessionArg, run_dir: Annotated[Path | None, typer.Option(help="Where to create the run "
-        "folder (default: runs/<name>-<UTC stamp>/).")] = None, headless: HeadlessOpt = False) -> int:
+        "folder (default: runs/<name>-<UTC stamp>/).")] = None, headless: HeadlessOpt = False) -> None:
     """Create a run from a session file and execute it."""
     from .controller import Controller
     from .runs import create_run
@@ -59,22 +58,22 @@ def run(session: SessionArg, run_dir: Annotated[Path | None, typer.Option(help="
     opened = create_run(load_spec(session), run_dir)
     if not headless:
         typer.echo(f"run folder: {opened.run_dir.root}", err=True)
-    return _finish(opened, Controller(opened, listeners=_listeners(headless)).execute(), headless)
+    _finish(opened, Controller(opened, listeners=_listeners(headless), replay=True).execute(), headless)
 
 
 @app.command()
-def resume(run_dir: RunDirArg, headless: HeadlessOpt = False) -> int:
+def resume(run_dir: RunDirArg, headless: HeadlessOpt = False) -> None:
     """Continue a run after a crash, a stop or a pause; completed phases are never run again."""
     from .controller import Controller
     from .runs import open_run
 
     opened = open_run(run_dir)
-    return _finish(opened, Controller(opened, listeners=_listeners(headless)).execute(), headless)
+    _finish(opened, Controller(opened, listeners=_listeners(headless)).execute(), headless)
 
 
 @app.command()
 def status(run_dir: RunDirArg, as_json: Annotated[bool, typer.Option("--json", help="Print the machine-"
-           "readable status document.")] = False) -> int:
+           "readable status document.")] = False) -> None:
     """Show where a run stands: phases, gates, budget, checkpoint, incident."""
     from .runs import open_run
     from .snapshot import take_snapshot
@@ -87,26 +86,24 @@ def status(run_dir: RunDirArg, as_json: Annotated[bool, typer.Option("--json", h
         from .status_table import print_status
 
         print_status(snapshot)
-    return 0
 
 
 @app.command()
-def stop(run_dir: RunDirArg, reason: Annotated[str, typer.Option(help="Why; recorded in the incident report.")]) -> int:
+def stop(run_dir: RunDirArg, reason: Annotated[str, typer.Option(help="Why; recorded in the incident report.")]) -> None:
     """Ask the controller of a run to stop cleanly (or stop a paused run)."""
     from .commands import stop_idle_run, submit
     from .rundir import controller_is_live
     from .runs import open_run
 
     opened = open_run(run_dir)
-    if not controller_is_live(opened.run_dir):
-        typer.echo(stop_idle_run(opened, reason), err=True)
-        return 0
-    result, _ = submit(opened, "stop", {"reason": reason})
+    if controller_is_live(opened.run_dir):
+        result, _ = submit(opened, "stop", {"reason": reason})
+    else:
+        result = stop_idle_run(opened, reason)
     typer.echo(result, err=True)
-    return 0
 
 
-def _gate_command(run_dir: Path, gate_id: str, kind: str, args: dict) -> int:
+def _gate_command(run_dir: Path, gate_id: str, kind: str, args: dict) -> None:
     from .commands import submit
     from .gating import all_gate_ids
     from .runs import open_run
@@ -117,58 +114,46 @@ def _gate_command(run_dir: Path, gate_id: str, kind: str, args: dict) -> int:
         raise InvalidInput(f"{gate_id!r} is not a gate of this session; its gates are: {', '.join(known) or 'none'}")
     result, live = submit(opened, kind, {"gate_id": gate_id, **args})
     typer.echo(result + ("" if live else f"; continue with `phasegate resume {opened.run_dir.root}`"), err=True)
-    return 0
 
 
 @app.command()
-def approve(run_dir: RunDirArg, gate_id: Annotated[str, typer.Argument(help="The gate to approve.")],
-            note: Annotated[str, typer.Option(help="A note kept in the journal.")] = "") -> int:
+def approve(run_dir: RunDirArg, gate_id: Annotated[str, typer.Argument(help="The gate to approve.", metavar="GATE_ID")],
+            note: Annotated[str, typer.Option(help="A note kept in the journal.")] = "") -> None:
     """Approve a gate that waits for an operator (works on a paused run and on a live controller)."""
-    return _gate_command(run_dir, gate_id, "approve", {"note": note})
+    _gate_command(run_dir, gate_id, "approve", {"note": note})
 
 
 @app.command()
-def waive(run_dir: RunDirArg, gate_id: Annotated[str, typer.Argument(help="The failed or pending gate.")],
-          reason: Annotated[str, typer.Option(help="Why; recorded forever and shown in every later checkpoint.")]) -> int:
+def waive(run_dir: RunDirArg, gate_id: Annotated[str, typer.Argument(help="The failed or pending gate.", metavar="GATE_ID")],
+          reason: Annotated[str, typer.Option(help="Why; recorded forever and shown in every later checkpoint.")]) -> None:
     """Waive a failed or pending gate; the waiver is recorded forever."""
     if not reason.strip():
         raise InvalidInput("a waiver needs a reason: --reason TEXT")
-    return _gate_command(run_dir, gate_id, "waive", {"reason": reason})
+    _gate_command(run_dir, gate_id, "waive", {"reason": reason})
 
 
 @app.command()
-def check(session: SessionArg) -> int:
+def check(session: SessionArg) -> None:
     """Validate a session file without running anything."""
     from .spec import load_spec
 
     loaded = load_spec(session)
     phases = ", ".join(f"{p.id} ({p.kind})" for p in loaded.spec.phases)
     typer.echo(f"{session}: valid — session {loaded.spec.session.name!r}, {len(loaded.spec.phases)} phases: {phases}")
-    return 0
 
 
 @app.command()
-def schema() -> int:
+def schema() -> None:
     """Print the session file's JSON Schema (for editors such as taplo or VS Code)."""
     from .spec import SessionSpec
 
     typer.echo(json.dumps(SessionSpec.model_json_schema(by_alias=True), indent=2))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: map every error to its documented exit code and a message on stderr."""
     try:
-        code = app(args=argv, standalone_mode=False)
+        app(args=argv)  # click's standalone mode exits with 2 on usage errors, which is ours too
     except PhasegateError as exc:
         typer.echo(f"phasegate: error: {exc}", err=True)
         sys.exit(int(exc.exit_code))
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(int(ExitCode.INVALID_INPUT))
-    except click.exceptions.Abort:
-        typer.echo("phasegate: interrupted", err=True)
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)

@@ -48,14 +48,15 @@ class Controller:
     """Drives one run to completion, a stop or a pause; the only writer of its journal."""
 
     def __init__(self, run: OpenRun, *, listeners: tuple[Listener, ...] = (), clock=time.time,
-                 base_env: dict[str, str] | None = None) -> None:
+                 base_env: dict[str, str] | None = None, replay: bool = False) -> None:
         self.run = run
         self.journal = run.journal
         self.listeners = listeners
         self.clock = clock
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.reporter = Reporter(run, clock)
-        self._published = 0
+        # Listeners see new events only, unless asked to replay the run's history from its start.
+        self._published = 0 if replay else self._last_seq()
         self._last_progress: dict[str, float] = {}
         self._artifact_paths: list[Path] = []
 
@@ -263,6 +264,9 @@ class Controller:
                    "session_dir": values["session_dir"], "artifacts_dir": values["artifacts"],
                    "params": phase.params, "model": self.run.loaded.spec.model_dump(by_alias=True).get("model")}
         return builtin_argv(phase, context=context, context_path=self.run.run_dir.root / "contexts" / f"{phase.id}.json")
+
+    def _last_seq(self) -> int:
+        return self.journal.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
 
     def _publish(self) -> None:
         """Hand journal events nobody has seen yet to the listeners (headless printer, UI)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -9,7 +11,7 @@ from pathlib import Path
 
 from .errors import JournalError, RunDirError
 from .journal import Journal
-from .rundir import RunDir, atomic_write_text, utc_stamp
+from .rundir import RunDir, atomic_write_text, fsync_dir, utc_stamp
 from .spec import LoadedSpec, load_spec
 
 
@@ -41,23 +43,29 @@ def _default_run_dir(name: str, now: float) -> Path:
 
 
 def create_run(loaded: LoadedSpec, run_dir: Path | None = None, *, clock=time.time) -> OpenRun:
-    """Make the run folder, freeze the session file into it and create the journal."""
+    """Make the run folder, freeze the session file into it and create the journal, all or nothing."""
     now = clock()
     root = Path(run_dir) if run_dir is not None else _default_run_dir(loaded.spec.session.name, now)
-    if root.exists() and any(root.iterdir()):
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise RunDirError(f"{root}: the run folder exists and is not empty; pick another --run-dir "
                           f"or continue it with `phasegate resume {root}`")
-    folder = RunDir(root.resolve())
+    root = root.resolve()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Built under a hidden name and renamed into place: a crash never leaves a half-made run.
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    folder = RunDir(staging)
     folder.create_layout()
     atomic_write_text(folder.spec, loaded.text)
-    run_id = folder.root.name
-    journal = Journal.create(
-        folder.db, run_id=run_id, name=loaded.spec.session.name, spec_sha256=loaded.sha256,
+    Journal.create(
+        folder.db, run_id=root.name, name=loaded.spec.session.name, spec_sha256=loaded.sha256,
         session_dir=loaded.session_dir, spec_path=loaded.path,
         phases=[(p.id, p.kind) for p in loaded.spec.phases], clock=clock,
-    )
-    frozen = LoadedSpec(spec=loaded.spec, path=loaded.path, text=loaded.text, sha256=loaded.sha256)
-    return OpenRun(folder, journal, frozen)
+    ).close()
+    if root.exists():
+        root.rmdir()
+    os.rename(staging, root)
+    fsync_dir(root.parent)
+    return OpenRun(RunDir(root), Journal.open(RunDir(root).db, clock=clock), loaded)
 
 
 def open_run(root: Path, *, clock=time.time) -> OpenRun:

@@ -1,0 +1,48 @@
+"""Reviewer CLIs at gate boundaries: presets, strict decisions, cost, redaction, isolation."""
+
+from .config import DEFAULT_KEY_ENV, ReviewerSpec, UnsafeReviewerArgs, find_forbidden
+from .decision import (
+    ChangeFilter,
+    Decision,
+    Route,
+    Verdict,
+    filter_changes,
+    parse_decision,
+    reviewer_error,
+    route,
+)
+from .outcome import ReviewOutcome, TokenUsage
+from .parse import ReviewerOutput, parse_output
+from .presets import Invocation, build_invocation
+from .prompt import ReviewRequest, new_nonce, render_prompt
+from .redact import Redactor, redact, write_private
+from .runner import RunOptions, run_review
+
+__all__ = [
+    "DEFAULT_KEY_ENV",
+    "ChangeFilter",
+    "Decision",
+    "Invocation",
+    "Redactor",
+    "ReviewOutcome",
+    "ReviewRequest",
+    "ReviewerOutput",
+    "ReviewerSpec",
+    "Route",
+    "RunOptions",
+    "TokenUsage",
+    "UnsafeReviewerArgs",
+    "Verdict",
+    "build_invocation",
+    "filter_changes",
+    "find_forbidden",
+    "new_nonce",
+    "parse_decision",
+    "parse_output",
+    "redact",
+    "render_prompt",
+    "reviewer_error",
+    "route",
+    "run_review",
+    "write_private",
+]
