@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +38,18 @@ def _gate_lines(snapshot: RunSnapshot) -> list[str]:
                      f"**{gate.status}** — {gate.summary}")
         if gate.waived is not None:
             lines.append(f"  - WAIVED by the operator: {gate.waived}")
+        lines += [f"  - {key}: {_short(value)}" for key, value in list(gate.evidence.items())[:MAX_EVIDENCE_KEYS]]
     return lines
+
+
+MAX_EVIDENCE_KEYS = 6
+MAX_EVIDENCE_CHARS = 240
+
+
+def _short(value: Any) -> str:
+    """Evidence in one line, cut to a readable length (the journal keeps it whole)."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(", ", ": "))
+    return text if len(text) <= MAX_EVIDENCE_CHARS else text[: MAX_EVIDENCE_CHARS - 1] + "…"
 
 
 def _artifact_lines(snapshot: RunSnapshot) -> list[str]:

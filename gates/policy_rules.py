@@ -92,27 +92,33 @@ class _Rule(GateOptions):
 class _ValueRule(_Rule):
     """A rule that optionally matches only one literal value."""
 
-    value: str | None = Field(
+    # bool before int so a TOML `false` stays a bool rather than becoming 0.
+    value: str | bool | int | float | None = Field(
         default=None,
-        description='Python literal source the value must equal to be flagged (e.g. "None", "False"); omit to flag any value.',
+        description='The value to flag: Python literal source ("None", "False", "\'text\'") or a TOML boolean/number (false, 0); omit to flag any value.',
     )
 
     @field_validator("value")
     @classmethod
-    def _literal(cls, value: str | None) -> str | None:
-        if value is not None:
+    def _literal(cls, value: object) -> object:
+        if isinstance(value, str):
             parse_literal(value)
         return value
+
+    def _expected(self) -> object:
+        """The flagged value as a Python object."""
+        return parse_literal(self.value) if isinstance(self.value, str) else self.value
 
     def _value_matches(self, node: ast.expr | None) -> bool:
         """Whether the expression `node` is what this rule flags."""
         if self.value is None:
             return True
         found = _node_value(node)
-        return found is not _NO_VALUE and _same(found, parse_literal(self.value))
+        return found is not _NO_VALUE and _same(found, self._expected())
 
     def _shown_value(self) -> str:
-        return self.value if self.value is not None else "…"
+        """The flagged value as it would appear in source."""
+        return "…" if self.value is None else repr(self._expected())
 
 
 def _pairs(target: ast.expr, value: ast.expr | None) -> Iterator[tuple[ast.expr, ast.expr | None]]:
@@ -233,16 +239,27 @@ class NoCall(_Rule):
 
     def check(self, tree: ast.Module) -> Iterator[Finding]:
         """Yield each call of the function (on a listed receiver, when receivers are given)."""
+        aliases = _import_aliases(tree)
         for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
+            if not isinstance(node, ast.Call) or _tail_name(node.func) != self.function:
                 continue
             func = node.func
-            if _tail_name(func) != self.function:
-                continue
             receiver = _tail_name(func.value) if isinstance(func, ast.Attribute) else None
+            receiver = aliases.get(receiver, receiver)
             if self.receivers is None or receiver in self.receivers:
                 shown = f"{receiver}.{self.function}" if receiver else self.function
                 yield Finding(node.lineno, self._say(f"calls `{shown}(...)` directly"))
+
+
+def _import_aliases(tree: ast.Module) -> dict[str | None, str]:
+    """Names imported under another name (`import X as M`), so `M.f()` counts as a call on X."""
+    return {
+        alias.asname: alias.name.rsplit(".", 1)[-1]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+        if alias.asname
+    }
 
 
 class MustImport(_Rule):

@@ -143,6 +143,17 @@ def check(session: SessionArg) -> None:
 
 
 @app.command()
+def versions(out: Annotated[Path, typer.Option(help="Where to write the JSON record.")] = Path("session_versions.json"),
+             repo: Annotated[Path, typer.Option(help="The repository whose git state is recorded.")] = Path(".")) -> None:
+    """Record this machine's versions (git, python, packages, CUDA, GPU) for reproducibility (phase 0)."""
+    from phasegate.pipeline.versions import write_versions
+
+    record = write_versions(out, repo)
+    gpu = record.get("summary", {}).get("gpu_name") if isinstance(record, dict) else None
+    typer.echo(f"wrote {out}" + (f" (GPU: {gpu})" if gpu else ""), err=True)
+
+
+@app.command()
 def schema() -> None:
     """Print the session file's JSON Schema (for editors such as taplo or VS Code)."""
     from .spec import SessionSpec

@@ -16,7 +16,7 @@ from typing import Any
 from .builtins import builtin_argv
 from .errors import ExitCode, RunDirError
 from .faults import crash_point
-from .gating import declared_gates, evaluate_stage, gate_context
+from .gating import declared_gates, evaluate_stage, gate_context, recheck_gates
 from .reporting import Reporter
 from .runner import ChildExit, end_process_group, process_is, spawn
 from .runs import OpenRun
@@ -110,7 +110,8 @@ class Controller:
                 pre = self._gates(phase, "pre", self.journal.phase_row(phase.id)["attempts"] + 1)
                 if pre.failed:
                     gate_id, summary = pre.failed[0]
-                    return PhaseOutcome(Route.STOP, f"pre-gate {gate_id} failed: {summary}", "gate_failed",
+                    trigger = "policy_recheck_failed" if "@" in gate_id else "gate_failed"
+                    return PhaseOutcome(Route.STOP, f"pre-gate {gate_id} failed: {summary}", trigger,
                                         evidence={"gate": gate_id, "summary": summary})
                 if pre.pending:
                     return PhaseOutcome(Route.PAUSE, f"waiting for an operator on {pre.pending[0][0]}")
@@ -247,8 +248,11 @@ class Controller:
     # -- helpers -----------------------------------------------------------------------------
     def _gates(self, phase: PhaseSpec, stage: str, attempt: int):
         root = self.run.run_dir.root
+        gates = declared_gates(phase, stage)
+        if stage == "pre":  # policies that must hold all session long are checked again before each phase
+            gates = recheck_gates(self.run.loaded.spec.phases, phase) + gates
         return evaluate_stage(
-            self.journal, declared_gates(phase, stage), attempt,
+            self.journal, gates, attempt,
             lambda gate, n: gate_context(gate, n, session_dir=self.run.session_dir, run_dir=root),
             on_decided=self._publish,
         )

@@ -51,9 +51,18 @@ def declared_gates(phase: PhaseSpec, stage: str) -> list[DeclaredGate]:
     return out
 
 
+def recheck_gates(phases: list[PhaseSpec], phase: PhaseSpec) -> list[DeclaredGate]:
+    """Gates of earlier phases marked `recheck = "every_phase"`, re-run before `phase` as `<gate>@<phase>`."""
+    earlier = phases[: phases.index(phase)]
+    return [DeclaredGate(f"{gate.gate_id}@{phase.id}", phase.id, "pre", gate.spec)
+            for p in earlier for stage in ("pre", "post") for gate in declared_gates(p, stage)
+            if gate.spec.options.get("recheck") == "every_phase"]
+
+
 def all_gate_ids(phases: list[PhaseSpec]) -> list[str]:
-    """Every gate id a session declares, in order."""
-    return [g.gate_id for p in phases for stage in ("pre", "post") for g in declared_gates(p, stage)]
+    """Every gate id a session declares, in order, with the ids of policy re-checks."""
+    ids = [g.gate_id for p in phases for stage in ("pre", "post") for g in declared_gates(p, stage)]
+    return ids + [g.gate_id for p in phases for g in recheck_gates(phases, p)]
 
 
 def _evaluate(gate: DeclaredGate, context: GateContext) -> GateResult:
@@ -72,15 +81,16 @@ def _reusable(row, gate: DeclaredGate) -> bool:
     return row["status"] in ("pass", "warn") or (costly and row["status"] == "fail")
 
 
-def _operator_override(journal: Journal, gate_id: str, status: GateStatus) -> GateStatus:
+def _operator_override(journal: Journal, gate_id: str, status: GateStatus) -> tuple[GateStatus, str | None]:
+    """Apply the operator's latest word on a gate: (effective status, the operator's note)."""
     action = journal.operator_action(gate_id)
     if action is None:
-        return status
+        return status, None
     if action["action"] == "waived" and status in (GateStatus.FAIL, GateStatus.PENDING):
-        return GateStatus.WAIVED
+        return GateStatus.WAIVED, action["note"]
     if action["action"] == "approved" and status == GateStatus.PENDING:
-        return GateStatus.PASS
-    return status
+        return GateStatus.PASS, action["note"]
+    return status, None
 
 
 ContextFactory = Callable[[DeclaredGate, int], GateContext]
@@ -97,12 +107,15 @@ def evaluate_stage(journal: Journal, gates: list[DeclaredGate], attempt: int, ma
         else:
             result = _evaluate(gate, make_context(gate, attempt))
             status, summary = result.status, result.summary
+            effective, note = _operator_override(journal, gate.gate_id, status)
+            if effective == GateStatus.PASS and status == GateStatus.PENDING:  # journal the approval as the decision
+                status, summary = effective, f"approved by the operator{': ' + note if note else ''} ({summary})"
             journal.record_gate(gate_id=gate.gate_id, phase=gate.phase_id, attempt=attempt, stage=gate.stage,
                                 kind=gate.spec.kind, status=str(status), summary=summary,
                                 evidence=json.loads(json.dumps(dict(result.evidence), default=str)),
                                 metrics=dict(result.metrics))
             on_decided()
-        status = _operator_override(journal, gate.gate_id, status)
+        status, _ = _operator_override(journal, gate.gate_id, status)
         if status == GateStatus.FAIL:
             outcome.failed.append((gate.gate_id, summary))
             return outcome

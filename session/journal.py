@@ -45,6 +45,13 @@ CREATE TABLE gates (
 CREATE TABLE operator_actions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, gate_id TEXT NOT NULL, action TEXT NOT NULL,
     note TEXT NOT NULL, ts REAL NOT NULL);
+CREATE TABLE gpu_samples (
+    ts REAL NOT NULL, phase TEXT, gpu INTEGER NOT NULL, available INTEGER NOT NULL, reason TEXT,
+    name TEXT, mem_used_mb REAL, mem_total_mb REAL, util_pct REAL, temp_c REAL, power_w REAL,
+    proc_mem_mb REAL);
+CREATE TABLE ledger (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL, phase TEXT,
+    seconds REAL, amount_usd REAL NOT NULL, note TEXT NOT NULL);
 CREATE TABLE commands (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL,
     args TEXT NOT NULL, handled_at REAL, result TEXT);

@@ -62,6 +62,31 @@ class ArtifactView:
 
 
 @dataclass(frozen=True)
+class GpuView:
+    """The latest GPU reading, its recent memory history and the peak; or why there is none."""
+
+    available: bool
+    reason: str | None = None
+    name: str | None = None
+    mem_used_mb: float | None = None
+    mem_total_mb: float | None = None
+    util_pct: float | None = None
+    temp_c: float | None = None
+    power_w: float | None = None
+    history_mem_pct: tuple[float, ...] = ()
+    peak_mem_mb: float | None = None
+
+    @property
+    def mem_pct(self) -> float | None:
+        if not self.mem_used_mb or not self.mem_total_mb:
+            return None
+        return 100.0 * self.mem_used_mb / self.mem_total_mb
+
+
+GPU_HISTORY = 60
+
+
+@dataclass(frozen=True)
 class RunSnapshot:
     run_id: str
     name: str
@@ -80,6 +105,7 @@ class RunSnapshot:
     controller_live: bool
     checkpoint: Path | None
     incident: Path | None = None
+    gpu: GpuView = GpuView(available=False, reason="no sample yet")
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -153,6 +179,21 @@ def _budget(run: sqlite3.Row, spec_budget: dict[str, float | None], now: float) 
             "wall_hours": round(hours, 4)}
 
 
+def _gpu(conn: sqlite3.Connection) -> GpuView:
+    rows = conn.execute("SELECT * FROM gpu_samples WHERE gpu = 0 ORDER BY ts DESC LIMIT ?", (GPU_HISTORY,)).fetchall()
+    if not rows:
+        return GpuView(available=False, reason="no sample yet")
+    last = rows[0]
+    if not last["available"]:
+        return GpuView(available=False, reason=last["reason"])
+    peak = conn.execute("SELECT MAX(mem_used_mb) FROM gpu_samples WHERE gpu = 0").fetchone()[0]
+    history = tuple(100.0 * r["mem_used_mb"] / r["mem_total_mb"] for r in reversed(rows)
+                    if r["available"] and r["mem_used_mb"] is not None and r["mem_total_mb"])
+    return GpuView(available=True, name=last["name"], mem_used_mb=last["mem_used_mb"], mem_total_mb=last["mem_total_mb"],
+                   util_pct=last["util_pct"], temp_c=last["temp_c"], power_w=last["power_w"],
+                   history_mem_pct=history, peak_mem_mb=peak)
+
+
 def _latest(folder: Path, pattern: str) -> Path | None:
     found = sorted(folder.glob(pattern))
     return found[-1] if found else None
@@ -172,6 +213,7 @@ def take_snapshot(run_dir: RunDir, journal: Journal, *, spec_budget: dict[str, f
         for r in conn.execute("SELECT * FROM metrics ORDER BY ts"):
             metrics.setdefault(r["phase"], {})[r["name"]] = r["value"]
         actions = tuple(dict(r) for r in conn.execute("SELECT gate_id, action, note, ts FROM operator_actions ORDER BY seq"))
+        gpu = _gpu(conn)
     finally:
         conn.execute("COMMIT")
     return RunSnapshot(
@@ -181,5 +223,5 @@ def take_snapshot(run_dir: RunDir, journal: Journal, *, spec_budget: dict[str, f
         operator_actions=actions, budget=_budget(run, spec_budget or {}, now if now is not None else time.time()),
         controller_live=controller_is_live(run_dir),
         checkpoint=run_dir.checkpoint if run_dir.checkpoint.exists() else None,
-        incident=_latest(run_dir.incidents, "INCIDENT-*.md"),
+        incident=_latest(run_dir.incidents, "INCIDENT-*.md"), gpu=gpu,
     )

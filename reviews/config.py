@@ -1,0 +1,174 @@
+"""The `[reviewers.<name>]` table of the session file, validated with pydantic."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from phasegate.session.errors import InvalidInput
+
+PresetName = Literal["codex", "claude", "gemini", "llm"]
+
+# The one credential variable each preset's CLI reads; every other secret stays out of the
+# child's environment (see runner.child_env).
+DEFAULT_KEY_ENV: dict[str, str] = {
+    # `codex exec` authenticates from CODEX_API_KEY (or a login in $CODEX_HOME/auth.json, found
+    # through HOME); the official SDKs pass their key this way. Source: openai/codex
+    # sdk/typescript, and https://codex.danielvaughan.com/2026/06/03/codex-cli-environment-
+    # variables-runtime-configuration-headless-ci-container-deployment/ (secondary).
+    "codex": "CODEX_API_KEY",
+    # `--bare` accepts only ANTHROPIC_API_KEY or an apiKeyHelper (anthropics/claude-code
+    # CHANGELOG.md, 2.1.81: "requires ANTHROPIC_API_KEY ... OAuth and keychain auth disabled").
+    "claude": "ANTHROPIC_API_KEY",
+    # google-gemini/gemini-cli docs/get-started/authentication.mdx.
+    "gemini": "GEMINI_API_KEY",
+    # llm's default OpenAI models read OPENAI_API_KEY; other plugins need key_env set.
+    "llm": "OPENAI_API_KEY",
+}
+
+# Flags that hand a reviewer write access or switch off its sandbox/approvals. A reviewer may
+# only advise, so these are refused wherever argv is assembled (spec, extra_args, final argv).
+FORBIDDEN_FLAGS: frozenset[str] = frozenset(
+    {
+        "--yolo",
+        "--dangerously-bypass-approvals-and-sandbox",
+        "--dangerously-skip-permissions",
+        "--allow-dangerously-skip-permissions",
+        "--full-auto",
+        "--not-so-yolo",
+    }
+)
+# Values that are dangerous wherever they appear, including inside `-c key=value` overrides.
+FORBIDDEN_SUBSTRINGS: tuple[str, ...] = ("danger-full-access", "bypassPermissions")
+_APPROVAL_MODE = "--approval-mode"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class UnsafeReviewerArgs(InvalidInput):
+    """A reviewer argv asks for write access or disables the CLI's sandbox or approvals."""
+
+
+def find_forbidden(argv: Iterable[str]) -> str | None:
+    """Return the first argv element that would unsandbox a reviewer, or None."""
+    items = list(argv)
+    for index, arg in enumerate(items):
+        flag = arg.split("=", 1)[0]
+        if flag in FORBIDDEN_FLAGS:
+            return arg
+        if any(bad in arg for bad in FORBIDDEN_SUBSTRINGS):
+            return arg
+        if arg == f"{_APPROVAL_MODE}=yolo":
+            return arg
+        if arg == _APPROVAL_MODE and index + 1 < len(items) and items[index + 1] == "yolo":
+            return f"{arg} yolo"
+    return None
+
+
+def ensure_safe(argv: Iterable[str], where: str) -> None:
+    """Raise UnsafeReviewerArgs naming the offending flag if argv would unsandbox a reviewer."""
+    bad = find_forbidden(argv)
+    if bad is not None:
+        raise UnsafeReviewerArgs(
+            f"{where}: '{bad}' would let the reviewer act without a sandbox or approvals; "
+            "reviewers may only read the evidence bundle and answer, so remove it"
+        )
+
+
+class ReviewerSpec(BaseModel):
+    """One external reviewer: a preset CLI or any command, with its limits and prices."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: PresetName | None = Field(
+        default=None,
+        description="Built-in reviewer CLI: codex, claude, gemini or llm. Exactly one of "
+        "`preset` and `command` must be set.",
+    )
+    command: list[str] | None = Field(
+        default=None,
+        description="Any reviewer as an argv list (no shell). It gets the prompt on stdin; an "
+        "element equal to `{prompt_file}` or `{schema_file}` is replaced by that file's path.",
+    )
+    model: str | None = Field(
+        default=None, description="Model name passed to the preset CLI (its own default if unset)."
+    )
+    timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds one attempt may run before its whole process group is killed.",
+    )
+    retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Extra attempts after a transient failure (spawn error, killed by a "
+        "signal, rate limit). A returned answer is never retried.",
+    )
+    cost_per_call_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="Cost charged per attempt when the CLI reports neither cost nor tokens.",
+    )
+    price_per_mtok_input: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD per million input tokens, for CLIs that report tokens but not dollars.",
+    )
+    price_per_mtok_output: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD per million output tokens, for CLIs that report tokens but not dollars.",
+    )
+    key_env: str | None = Field(
+        default=None,
+        description="The one API-key environment variable passed to the reviewer (default per "
+        "preset: codex CODEX_API_KEY, claude ANTHROPIC_API_KEY, gemini GEMINI_API_KEY, llm "
+        "OPENAI_API_KEY; none for a command).",
+    )
+    extra_args: list[str] = Field(
+        default_factory=list,
+        description="Extra arguments appended to the preset's argv; flags that disable the "
+        "sandbox or approvals are refused.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReviewerSpec:
+        """Exactly one of preset and command, and a command names a program."""
+        if (self.preset is None) == (self.command is None):
+            raise ValueError("set exactly one of 'preset' and 'command'")
+        if self.command is not None and not self.command:
+            raise ValueError("'command' must name a program")
+        return self
+
+    @field_validator("command", "extra_args")
+    @classmethod
+    def _no_unsandboxing(cls, value: list[str] | None) -> list[str] | None:
+        """Refuse flags that would unsandbox the reviewer."""
+        bad = find_forbidden(value or [])
+        if bad is not None:
+            raise ValueError(
+                f"'{bad}' would let the reviewer act without a sandbox or approvals; remove it"
+            )
+        return value
+
+    @field_validator("key_env")
+    @classmethod
+    def _valid_env_name(cls, value: str | None) -> str | None:
+        """Refuse a key_env that is not a variable name."""
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(f"'{value}' is not an environment variable name")
+        return value
+
+    def resolved_key_env(self) -> str | None:
+        """The API-key variable to pass through: the configured one, else the preset default."""
+        if self.key_env is not None:
+            return self.key_env
+        return DEFAULT_KEY_ENV.get(self.preset) if self.preset else None
+
+    @property
+    def kind(self) -> str:
+        """The output format to parse: the preset's name, or `command`."""
+        return self.preset or "command"

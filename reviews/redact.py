@@ -1,0 +1,107 @@
+"""Secret masking (environment values and well-known token formats) and private file writes."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+# Shorter values ("1", "true", "dev") would mask ordinary words everywhere.
+MIN_SECRET_LEN = 6
+
+# Ordered most specific first so `sk-ant-` is labelled before the generic `sk-`.
+TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "pem-private-key",
+        re.compile(
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+            re.DOTALL,
+        ),
+    ),
+    ("anthropic-key", re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}")),
+    ("openai-key", re.compile(r"sk-[A-Za-z0-9][A-Za-z0-9_\-]{15,}")),
+    ("hf-token", re.compile(r"hf_[A-Za-z0-9]{20,}")),
+    ("github-token", re.compile(r"(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})")),
+    ("aws-access-key", re.compile(r"(?:AKIA|ASIA)[0-9A-Z]{16}")),
+    ("google-api-key", re.compile(r"AIza[0-9A-Za-z_\-]{35}")),
+)
+
+
+def secret_env_values(env: Mapping[str, str]) -> dict[str, str]:
+    """The secret-looking variables of `env` (name -> value) long enough to mask safely."""
+    return {
+        name: value
+        for name, value in env.items()
+        if SECRET_NAME.search(name) and len(value) >= MIN_SECRET_LEN
+    }
+
+
+class Redactor:
+    """Masks secret values from one environment snapshot plus well-known token formats."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        secrets = secret_env_values(os.environ if env is None else env)
+        # Longest first, so a value containing another secret is masked whole.
+        ordered = sorted(secrets.items(), key=lambda item: len(item[1]), reverse=True)
+        self._names = {value: name for name, value in reversed(ordered)}
+        self._env_pattern = (
+            re.compile("|".join(re.escape(value) for _, value in ordered)) if ordered else None
+        )
+
+    def redact(self, text: str) -> str:
+        """Return `text` with every known secret value and token format masked."""
+        if self._env_pattern is not None:
+            text = self._env_pattern.sub(lambda m: f"[REDACTED:{self._names[m.group(0)]}]", text)
+        for label, pattern in TOKEN_PATTERNS:
+            text = pattern.sub(f"[REDACTED:{label}]", text)
+        return text
+
+    def redact_obj(self, value: Any) -> Any:
+        """Redact every string (keys included) inside nested dicts, lists and tuples."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, Mapping):
+            return {self.redact(str(k)): self.redact_obj(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.redact_obj(item) for item in value]
+        return value
+
+
+def redact(text: str, env: Mapping[str, str] | None = None) -> str:
+    """Mask secrets in `text` using the secret variables of `env` (default: os.environ)."""
+    return Redactor(env).redact(text)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` atomically (temp file, fsync, rename, directory fsync) with mode 0600."""
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable by syncing its directory (a no-op where that is unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

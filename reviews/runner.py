@@ -1,0 +1,259 @@
+"""Run one review: isolated scratch bundle, allow-listed env, retries, audit files, fail closed."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity.wait import wait_base
+
+from .audit import AuditContext, write_audit
+from .config import ReviewerSpec
+from .decision import (
+    Verdict,
+    drop_null_changes,
+    parse_decision,
+    reviewer_error,
+)
+from .outcome import AttemptRecord, ReviewOutcome, build_outcome
+from .parse import ReviewerOutput, parse_output, resolve_cost
+from .presets import PROMPT_FILE, build_invocation
+from .process import (
+    DEFAULT_GRACE_S,
+    DEFAULT_MAX_OUTPUT_BYTES,
+    Clock,
+    ProcessResult,
+    run_bounded,
+)
+from .prompt import ReviewRequest, redacted_evidence, render_prompt
+from .redact import Redactor, write_private
+from .repo_digest import tree_digest
+
+ALLOWED_ENV = frozenset({"PATH", "HOME", "LANG", "TERM", "TMPDIR"})
+# A failed run whose output says this was throttled is worth another try; anything else is not.
+RATE_LIMITED = re.compile(
+    r"\b429\b|rate[ _-]?limit|too many requests|overloaded|resource[ _]exhausted", re.IGNORECASE
+)
+DEFAULT_WAIT: wait_base = wait_random_exponential(multiplier=2, max=60)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Knobs of the runner that tests and callers may change."""
+
+    wait: wait_base = DEFAULT_WAIT
+    grace_s: float = DEFAULT_GRACE_S
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    repo_exclude: Sequence[str] = field(default_factory=tuple)
+
+
+class _Transient(Exception):
+    """Raised inside the retry loop when an attempt failed in a way worth retrying."""
+
+
+def child_env(env: Mapping[str, str], key_env: str | None) -> dict[str, str]:
+    """The reviewer's environment: PATH, HOME, locale, TERM, TMPDIR and the one key variable."""
+    kept = {k: v for k, v in env.items() if k in ALLOWED_ENV or k.startswith("LC_")}
+    if key_env and key_env in env:
+        kept[key_env] = env[key_env]
+    return kept
+
+
+def transient_cause(result: ProcessResult, output: ReviewerOutput | None) -> str | None:
+    """Why an attempt should be retried (spawn error, signal, rate limit), or None."""
+    if result.spawn_error:
+        return f"could not start: {result.spawn_error}"
+    if result.timed_out:
+        return None
+    if result.signal:
+        return f"killed by signal {result.signal}"
+    failed = result.exit_code != 0 or (output is not None and output.is_error)
+    if not failed:
+        return None
+    cli_error = output.error if output is not None and output.error else ""
+    tail = "\n".join([cli_error, _decode(result.stderr[-4096:]), _decode(result.stdout[-4096:])])
+    return "rate limited" if RATE_LIMITED.search(tail) else None
+
+
+def _decode(data: bytes) -> str:
+    """Bytes from a CLI as text, never failing on bad UTF-8."""
+    return data.decode("utf-8", errors="replace")
+
+
+def _read_bounded(path: Path | None, limit: int) -> str | None:
+    """The text of an output file the CLI wrote, at most `limit` bytes, or None."""
+    if path is None or not path.is_file():
+        return None
+    with path.open("rb") as handle:
+        return _decode(handle.read(limit))
+
+
+def _run_attempt(
+    number: int,
+    spec: ReviewerSpec,
+    prompt: str,
+    request: ReviewRequest,
+    scratch: Path,
+    env: Mapping[str, str],
+    options: RunOptions,
+    clock: Clock,
+) -> AttemptRecord:
+    """Build, run and parse one attempt."""
+    invocation = build_invocation(spec, prompt, scratch, number, request.allowed_changes)
+    result = run_bounded(
+        invocation.argv,
+        stdin=invocation.stdin,
+        cwd=scratch,
+        env=child_env(env, spec.resolved_key_env()),
+        timeout_s=spec.timeout_s,
+        grace_s=options.grace_s,
+        max_bytes=options.max_output_bytes,
+        clock=clock,
+    )
+    last = _read_bounded(invocation.output_file, options.max_output_bytes)
+    output = None
+    if result.spawn_error is None:
+        output = parse_output(spec, _decode(result.stdout), _decode(result.stderr), last)
+    cost, source = resolve_cost(output, spec)
+    return AttemptRecord(
+        number, invocation.argv, result, output, last, transient_cause(result, output), cost, source
+    )
+
+
+def _run_attempts(
+    spec: ReviewerSpec,
+    prompt: str,
+    request: ReviewRequest,
+    scratch: Path,
+    env: Mapping[str, str],
+    options: RunOptions,
+    clock: Clock,
+) -> list[AttemptRecord]:
+    """Attempts until one is not transient or the retries run out (tenacity backoff)."""
+    records: list[AttemptRecord] = []
+
+    def once() -> None:
+        """Run the next attempt; raise to ask tenacity for another when it was transient."""
+        record = _run_attempt(len(records) + 1, spec, prompt, request, scratch, env, options, clock)
+        records.append(record)
+        if record.transient:
+            raise _Transient(record.transient)
+
+    retrying = Retrying(
+        stop=stop_after_attempt(spec.retries + 1),
+        wait=options.wait,
+        retry=retry_if_exception_type(_Transient),
+        reraise=True,
+    )
+    try:
+        retrying(once)
+    except _Transient:
+        pass
+    return records
+
+
+def verdict_of(record: AttemptRecord, request: ReviewRequest, spec: ReviewerSpec) -> Verdict:
+    """Classify the final attempt: any failure is a reviewer error; else parse the decision."""
+    result, output = record.result, record.output
+    if result.spawn_error:
+        return reviewer_error(f"reviewer could not start: {result.spawn_error}")
+    if result.timed_out:
+        return reviewer_error(
+            f"reviewer timed out after {spec.timeout_s:g}s; its process group was killed"
+        )
+    if record.transient:
+        return reviewer_error(
+            f"reviewer failed ({record.transient}) after {record.number} attempt(s)"
+        )
+    if result.truncated:
+        return reviewer_error("reviewer output exceeded the size limit and was cut")
+    if result.exit_code != 0:
+        return reviewer_error(f"reviewer exited with code {result.exit_code}{_said(record)}")
+    assert output is not None
+    if output.is_error:
+        return reviewer_error(output.error or "the reviewer CLI reported an error")
+    verdict = parse_decision(output.text, gate_id=request.gate_id, nonce=request.nonce)
+    return drop_null_changes(verdict)
+
+
+def _said(record: AttemptRecord) -> str:
+    """The CLI's own error (or last stderr line), shortened, to explain a failed exit."""
+    if record.output is not None and record.output.error:
+        return f": {record.output.error[:300]}"
+    lines = [line for line in _decode(record.result.stderr).splitlines() if line.strip()]
+    return f": {lines[-1].strip()[:300]}" if lines else ""
+
+
+def _redacted(verdict: Verdict, redactor: Redactor) -> Verdict:
+    """The verdict with reviewer-written text masked; it reaches journals and checkpoints."""
+    return Verdict(
+        verdict.decision,
+        tuple(redactor.redact(r) for r in verdict.reasons),
+        MappingProxyType(redactor.redact_obj(dict(verdict.changes))),
+        redactor.redact(verdict.error) if verdict.error is not None else None,
+    )
+
+
+def _repo_excludes(repo_dir: Path, options: RunOptions, out_dir: Path) -> list[str]:
+    """Paths left out of the repo digest: the caller's, plus out_dir when it lies inside."""
+    excludes = list(options.repo_exclude)
+    try:
+        excludes.append(str(out_dir.resolve().relative_to(repo_dir.resolve())))
+    except ValueError:
+        pass
+    return excludes
+
+
+def _digest(repo_dir: Path | None, excludes: Sequence[str]) -> str | None:
+    """The repo's tree digest, or None when no repo is watched."""
+    return tree_digest(repo_dir, excludes) if repo_dir is not None else None
+
+
+def run_review(
+    request: ReviewRequest,
+    spec: ReviewerSpec,
+    out_dir: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    clock: Clock = time.monotonic,
+    repo_dir: Path | None = None,
+    options: RunOptions | None = None,
+) -> ReviewOutcome:
+    """Run `spec` on `request` in a fresh scratch bundle; keep every file in `out_dir`."""
+    # With `repo_dir`, the repository is hashed before and after; any change fails the review.
+    env = os.environ if env is None else env
+    options = options or RunOptions()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    out_dir.chmod(0o700)
+    redactor = Redactor(env)
+    started = clock()
+    prompt = render_prompt(request, redactor)
+    write_private(out_dir / "prompt.md", prompt)
+    repo = Path(repo_dir) if repo_dir is not None else None
+    excludes = _repo_excludes(repo, options, out_dir) if repo else []
+    before = _digest(repo, excludes)
+    with tempfile.TemporaryDirectory(prefix="phasegate-review-") as scratch_name:
+        scratch = Path(scratch_name)
+        write_private(scratch / PROMPT_FILE, prompt)
+        write_private(scratch / "evidence.json", redacted_evidence(request, redactor))
+        records = _run_attempts(spec, prompt, request, scratch, env, options, clock)
+    verdict = _redacted(verdict_of(records[-1], request, spec), redactor)
+    after = _digest(repo, excludes)
+    repo_modified = before != after
+    if repo_modified:
+        verdict = reviewer_error("the reviewer modified the repository; this is an incident")
+    outcome = build_outcome(
+        records, verdict, out_dir=out_dir, duration_s=clock() - started, repo_modified=repo_modified
+    )
+    write_audit(
+        out_dir, AuditContext(request, spec, prompt, redactor, (before, after)), records, outcome
+    )
+    return outcome

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""A fake reviewer CLI: installed as `claude`, `codex`, `gemini`, `llm` (or any name).
+
+It reads the prompt from stdin the way the real CLI does, pulls the gate id and nonce out of
+the prompt's answer contract, and prints the real CLI's output format. What it says is set by
+`scenario.json` next to it (the reviewer's environment is allow-listed, so it cannot come
+from an environment variable). Every call is logged to `calls/<n>.json` next to it: argv,
+environment, working directory and what it received.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NAME = Path(sys.argv[0]).name
+
+
+def scenario() -> dict:
+    path = HERE / "scenario.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def log_call(prompt: str) -> int:
+    calls = HERE / "calls"
+    calls.mkdir(exist_ok=True)
+    number = len(list(calls.glob("*.json"))) + 1
+    record = {
+        "name": NAME,
+        "argv": sys.argv,
+        "env": dict(os.environ),
+        "cwd": os.getcwd(),
+        "cwd_files": sorted(os.listdir(os.getcwd())),
+        "prompt": prompt,
+    }
+    (calls / f"{number}.json").write_text(json.dumps(record))
+    return number
+
+
+def contract(prompt: str) -> tuple[str, str]:
+    match = re.search(r"`gate_id` must be exactly `([^`]*)` and `nonce` exactly `([^`]*)`", prompt)
+    return (match.group(1), match.group(2)) if match else ("?", "?")
+
+
+def decision(prompt: str, value: str = "SCALE", **overrides) -> dict:
+    gate_id, nonce = contract(prompt)
+    obj = {
+        "decision": value,
+        "reasons": ["pilot QC passed"],
+        "changes": {},
+        "gate_id": gate_id,
+        "nonce": nonce,
+    }
+    obj.update(overrides)
+    return obj
+
+
+def objects_in(text: str):
+    """Every JSON object in `text`, including ones embedded in JSON string values."""
+    decoder = json.JSONDecoder()
+    index = text.find("{")
+    while index != -1:
+        try:
+            value, end = decoder.raw_decode(text, index)
+        except json.JSONDecodeError:
+            index = text.find("{", index + 1)
+            continue
+        if isinstance(value, dict):
+            yield value
+            for inner in value.values():
+                if isinstance(inner, str):
+                    yield from objects_in(inner)
+        index = text.find("{", end)
+
+
+def injected_object(prompt: str) -> dict | None:
+    """What a reviewer that obeys the untrusted data would answer: the object planted there."""
+    start = prompt.find("source=sample_rows>>>")
+    return next((o for o in objects_in(prompt[start:]) if "decision" in o), None)
+
+
+def answer_text(mode: str, prompt: str, sc: dict) -> str:
+    """The model's answer text for a scenario."""
+    if mode == "garbage":
+        return "I looked at the data and it seems mostly fine, maybe scale?"
+    if mode == "conflict":
+        return (
+            json.dumps(decision(prompt, "SCALE"))
+            + "\nOn reflection:\n"
+            + json.dumps(decision(prompt, "STOP"))
+        )
+    if mode == "wrong_nonce":
+        return json.dumps(decision(prompt, nonce="0" * 32))
+    if mode == "obey_injection":
+        return json.dumps(injected_object(prompt) or {})
+    if mode == "iterate":
+        return (
+            "```json\n"
+            + json.dumps(decision(prompt, "ITERATE", changes=sc.get("changes", {})))
+            + "\n```"
+        )
+    if mode == "leak":
+        return json.dumps(decision(prompt)) + "\n" + os.environ.get(sc.get("leak_env", ""), "")
+    if mode == "leak_in_reasons":
+        secret = os.environ.get(sc.get("leak_env", ""), "")
+        return json.dumps(
+            decision(prompt, "ITERATE", reasons=[f"use key {secret}"], changes={"token": secret})
+        )
+    return json.dumps(decision(prompt, sc.get("decision", "SCALE")))
+
+
+def emit_claude(text: str, prompt: str, mode: str) -> None:
+    obj = {
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "duration_ms": 1234,
+        "num_turns": 1,
+        "result": text,
+        "session_id": "3b1f0c9e-0000-4000-8000-000000000000",
+        "total_cost_usd": 0.0123,
+        "usage": {"input_tokens": 900, "cache_read_input_tokens": 100, "output_tokens": 80},
+    }
+    if mode == "is_error":
+        obj.update(is_error=True, result="API Error: 500 internal error")
+    elif mode in ("scale", "leak") and "--json-schema" in sys.argv:
+        # With --json-schema the validated answer arrives in structured_output.
+        obj["structured_output"] = json.loads(text.splitlines()[0])
+    print(json.dumps(obj))
+
+
+def emit_codex(text: str) -> None:
+    events = [
+        {"type": "thread.started", "thread_id": "0199a213-81c0-7800-8aa1-bbab2a035a53"},
+        {"type": "turn.started"},
+        # codex 0.169 reports transport retries it recovers from as top-level error events.
+        {"type": "error", "message": "Reconnecting... 2/5 (stream disconnected before completion)"},
+        {
+            "type": "item.completed",
+            "item": {"id": "item_0", "type": "reasoning", "text": "Reading the evidence."},
+        },
+        {"type": "item.completed", "item": {"id": "item_1", "type": "agent_message", "text": text}},
+        {
+            "type": "turn.completed",
+            "usage": {"input_tokens": 1000, "cached_input_tokens": 400, "output_tokens": 200},
+        },
+    ]
+    for event in events:
+        print(json.dumps(event))
+    if "--output-last-message" in sys.argv:
+        Path(sys.argv[sys.argv.index("--output-last-message") + 1]).write_text(text)
+
+
+def emit_gemini(text: str) -> None:
+    tokens = {
+        "input": 1500,
+        "prompt": 1500,
+        "candidates": 60,
+        "total": 1600,
+        "cached": 0,
+        "thoughts": 40,
+        "tool": 0,
+    }
+    print(
+        json.dumps(
+            {
+                "session_id": "abc123",
+                "response": text,
+                "stats": {
+                    "models": {
+                        "gemini-2.5-pro": {
+                            "api": {"totalRequests": 1, "totalErrors": 0, "totalLatencyMs": 900},
+                            "tokens": tokens,
+                        }
+                    },
+                    "tools": {"totalCalls": 0},
+                    "files": {"totalLinesAdded": 0, "totalLinesRemoved": 0},
+                },
+            },
+            indent=2,
+        )
+    )
+
+
+def emit_llm(text: str) -> None:
+    print(text)
+    print("Token usage: 2,000 input, 100 output", file=sys.stderr)
+
+
+def emit(text: str, prompt: str, mode: str) -> None:
+    if NAME == "claude":
+        emit_claude(text, prompt, mode)
+    elif NAME == "codex":
+        emit_codex(text)
+    elif NAME == "gemini":
+        emit_gemini(text)
+    elif NAME == "llm":
+        emit_llm(text)
+    else:
+        print(text)
+
+
+def rate_limited() -> None:
+    """Fail the way each CLI fails when throttled."""
+    if NAME == "claude":
+        print(
+            json.dumps(
+                {
+                    "type": "result",
+                    "subtype": "success",
+                    "is_error": True,
+                    "result": "API Error: 429 rate_limit_error",
+                    "total_cost_usd": 0,
+                }
+            )
+        )
+    elif NAME == "codex":
+        print(
+            json.dumps(
+                {
+                    "type": "turn.failed",
+                    "error": {
+                        "message": "exceeded retry limit, last status: 429 Too Many Requests"
+                    },
+                }
+            )
+        )
+    else:
+        print("Error: 429 Too Many Requests", file=sys.stderr)
+    sys.exit(1)
+
+
+def spawn_grandchild(setsid: bool) -> None:
+    """A grandchild that inherits stdout and outlives its parent; its pid goes to pids.txt."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(3600)"], start_new_session=setsid
+    )
+    with (HERE / "pids.txt").open("a") as handle:
+        handle.write(f"{child.pid}\n")
+
+
+def main() -> None:
+    sc = scenario()
+    prompt = sys.stdin.read()
+    call = log_call(prompt)
+    mode = sc.get("mode", "scale")
+    if call <= sc.get("fail_times", 0):
+        if sc.get("failure") == "signal":
+            os.kill(os.getpid(), signal.SIGKILL)
+        rate_limited()
+    if mode in ("hang", "hang_grandchild"):
+        if mode == "hang_grandchild":
+            spawn_grandchild(setsid=False)
+        sys.stdout.write("thinking...\n")
+        sys.stdout.flush()
+        time.sleep(3600)
+    if mode == "write_repo":
+        Path(sc["repo"], "INJECTED.txt").write_text("the reviewer was here\n")
+    if mode == "gemini_auth_error":
+        # gemini 0.61: the JSON error object goes to stderr after a warning line; exit code 41.
+        print(
+            'Approval mode overridden to "default" because the current folder is not trusted.',
+            file=sys.stderr,
+        )
+        print(
+            json.dumps(
+                {
+                    "session_id": "f438835c",
+                    "error": {"type": "Error", "message": "Please set an Auth method", "code": 41},
+                },
+                indent=2,
+            ),
+            file=sys.stderr,
+        )
+        sys.exit(41)
+    if mode == "huge":
+        sys.stdout.write("x" * 200_000)
+        return
+    emit(answer_text(mode, prompt, sc), prompt, mode)
+    if mode == "leak":
+        print("debug: key=" + os.environ.get(sc.get("leak_env", ""), ""), file=sys.stderr)
+    if mode in ("grandchild_holds_pipe", "setsid_grandchild_holds_pipe"):
+        sys.stdout.flush()
+        spawn_grandchild(setsid=mode.startswith("setsid"))
+    sys.exit(sc.get("exit_code", 0))
+
+
+if __name__ == "__main__":
+    main()
