@@ -38,9 +38,14 @@ def main() -> None:
         print(f"running {name} …", file=sys.stderr)
         sections.append(importlib.import_module(name).main())
     gpu_notes = HERE / "GPU.md"
-    header = ["# Benchmark results", "", f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on: {machine()}.",
-              "Rewritten by `make bench` (`python -m benchmarks`); GPU figures, where present, are in the section",
-              "marked GPU and name the device they came from.", ""]
+    header = [
+        "# Benchmark results",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on: {machine()}.",
+        "Rewritten by `make bench` (`python -m benchmarks`); GPU figures, where present, are in the section",
+        "marked GPU and name the device they came from.",
+        "",
+    ]
     text = "\n".join(header + sections)
     if gpu_notes.exists():
         text += "\n" + gpu_notes.read_text()

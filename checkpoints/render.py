@@ -120,7 +120,7 @@ def render_incident(snapshot: RunSnapshot, *, trigger: str, phase: str | None, a
     front = {"run_id": snapshot.run_id, "trigger": trigger, "phase": phase, "attempt": attempt,
              "state": snapshot.state, "resume_command": snapshot.resume_command,
              "written_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")}
-    evidence_lines = [f"- {key}: {value}" for key, value in evidence.items()] or ["- (none recorded)"]
+    evidence_lines = [f"- {key}: {_short(value)}" for key, value in evidence.items()] or ["- (none recorded)"]
     body = [
         f"# Incident — {snapshot.name}: {trigger}", "",
         f"The session stopped during phase `{phase}` (attempt {attempt})." if phase else "The session stopped.", "",

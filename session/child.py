@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 EVENTS_FD_ENV = "PHASEGATE_EVENTS_FD"
+# A phase that exits with this code asks the controller to stop the session (no retry).
+EARLY_STOP_EXIT = 3
 
 
 class ChildReporter:
@@ -45,6 +47,10 @@ class ChildReporter:
     def heartbeat(self) -> None:
         """Say the phase is alive while it produces nothing else."""
         self._emit(type="heartbeat")
+
+    def early_stop(self, trigger: str, summary: str, evidence: dict[str, Any] | None = None) -> None:
+        """Ask for an early stop (then exit with EARLY_STOP_EXIT): the session stops, no retry."""
+        self._emit(type="stop", trigger=trigger, summary=summary, evidence=evidence or {})
 
     def log(self, message: str) -> None:
         """Send one human-readable line to the session's event stream."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .builtins import builtin_argv
+from .child import EARLY_STOP_EXIT
 from .errors import ExitCode, RunDirError
 from .faults import crash_point
 from .gating import declared_gates, evaluate_stage, gate_context, recheck_gates
@@ -59,6 +60,7 @@ class Controller:
         self._published = 0 if replay else self._last_seq()
         self._last_progress: dict[str, float] = {}
         self._artifact_paths: list[Path] = []
+        self._stop_event: dict[str, Any] | None = None
 
     # -- public ------------------------------------------------------------------------------
     def execute(self) -> ExitCode:
@@ -118,6 +120,8 @@ class Controller:
                 attempt, exit = self._attempt(phase)
                 if exit.interrupted is not None:
                     return self._interrupted(phase, attempt, exit)
+                if exit.exit_code == EARLY_STOP_EXIT:
+                    return self._early_stop(phase, attempt)
                 if not exit.succeeded:
                     failures += 1
                     reason = f"exit code {exit.exit_code}" if exit.signal is None else f"killed by signal {exit.signal}"
@@ -156,6 +160,7 @@ class Controller:
         shutil.rmtree(artifacts, ignore_errors=True)  # every attempt starts from a clean state
         artifacts.mkdir(parents=True)
         self._artifact_paths = []
+        self._stop_event = None
         env = {**self.base_env, **phase.env, "PHASEGATE_RUN_DIR": str(self.run.run_dir.root),
                "PHASEGATE_PHASE": phase.id, "PHASEGATE_ATTEMPT": str(attempt), "PHASEGATE_ARTIFACTS": str(artifacts)}
         child = spawn(argv, cwd=self.run.session_dir, env=env, log_path=self.run.run_dir.log(phase.id))
@@ -167,6 +172,16 @@ class Controller:
             self.journal.mark_exited(phase.id, attempt, 0, self.reporter.durable_artifacts(artifacts, self._artifact_paths))
         self._publish()
         return attempt, exit
+
+    def _early_stop(self, phase: PhaseSpec, attempt: int) -> PhaseOutcome:
+        """The phase asked to stop the session (contamination, say): no retry, its evidence in the incident."""
+        request = self._stop_event or {}
+        trigger = str(request.get("trigger") or "early_stop")
+        summary = str(request.get("summary") or f"phase {phase.id} exited with {EARLY_STOP_EXIT} (early stop)")
+        self.journal.finish_attempt(phase.id, attempt, passed=False, exit_code=EARLY_STOP_EXIT,
+                                    reason=f"early stop ({trigger}): {summary}")
+        return PhaseOutcome(Route.STOP, f"early stop ({trigger}) in {phase.id}: {summary}", trigger, attempt,
+                            dict(request.get("evidence") or {}))
 
     def _interrupted(self, phase: PhaseSpec, attempt: int, exit: ChildExit) -> PhaseOutcome:
         reason = exit.interrupted or "interrupted"
@@ -188,6 +203,10 @@ class Controller:
             self.journal.record_metric(phase_id, str(event.get("name")), float(event["value"]))
         elif kind == "artifact" and isinstance(event.get("path"), str):
             self._artifact_paths.append(Path(event["path"]))
+        elif kind == "stop":
+            self._stop_event = event
+            self.journal.append_event("early_stop_requested", phase_id, {"trigger": event.get("trigger"),
+                                                                         "summary": event.get("summary")})
         elif kind == "heartbeat":
             self.journal.touch(phase_id)
         elif kind == "log":
@@ -257,6 +276,17 @@ class Controller:
             on_decided=self._publish,
         )
 
+    def _upstream(self, phase: PhaseSpec) -> dict[str, dict[str, Any]]:
+        """What a built-in phase may know of the phases before it: state, outputs, gate decisions."""
+        phases = self.run.loaded.spec.phases
+        snapshot = self.reporter.snapshot()
+        gates: dict[str, dict[str, str]] = {}
+        for gate in snapshot.gates:
+            gates.setdefault(gate.phase, {})[gate.gate_id] = gate.status
+        return {p.id: {"kind": p.kind, "state": self.journal.phase_state(p.id).value,
+                       "artifacts_dir": str(self.run.run_dir.artifacts(p.id)), "gates": gates.get(p.id, {})}
+                for p in phases[: phases.index(phase)]}
+
     def _placeholders(self, phase: PhaseSpec, artifacts: Path) -> dict[str, str]:
         return {"run_dir": str(self.run.run_dir.root), "artifacts": str(artifacts), "phase": phase.id,
                 "session_dir": str(self.run.session_dir)}
@@ -264,9 +294,12 @@ class Controller:
     def _argv(self, phase: PhaseSpec, values: dict[str, str]) -> list[str]:
         if phase.kind == "command":
             return [expand(arg, values) for arg in phase.run]
+        spec = self.run.loaded.spec
         context = {"phase_id": phase.id, "kind": phase.kind, "run_dir": values["run_dir"],
                    "session_dir": values["session_dir"], "artifacts_dir": values["artifacts"],
-                   "params": phase.params, "model": self.run.loaded.spec.model_dump(by_alias=True).get("model")}
+                   "attempt": self.journal.phase_row(phase.id)["attempts"] + 1, "seed": spec.session.seed,
+                   "params": phase.params, "model": spec.model.model_dump() if spec.model else None,
+                   "upstream": self._upstream(phase)}
         return builtin_argv(phase, context=context, context_path=self.run.run_dir.root / "contexts" / f"{phase.id}.json")
 
     def _last_seq(self) -> int:

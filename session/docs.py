@@ -48,8 +48,10 @@ def model_table(model: type[BaseModel], heading: str) -> list[str]:
 def session_reference() -> str:
     """The session-file reference: tables, phases, gates and every gate kind's options."""
     from phasegate.gates import GATE_OPTION_MODELS
+    from phasegate.pipeline.model_spec import ModelSpec
 
-    parts = model_table(SessionInfo, "`[session]`") + model_table(PhaseSpec, "`[[phases]]`")
+    parts = model_table(SessionInfo, "`[session]`") + model_table(ModelSpec, "`[model]`")
+    parts += model_table(PhaseSpec, "`[[phases]]`")
     parts += model_table(GateSpec, "`[[phases.gates]]` and `[[phases.pre_gates]]`")
     for kind, model in sorted(GATE_OPTION_MODELS.items()):
         parts += model_table(model, f"gate kind `{kind}`")

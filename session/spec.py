@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from phasegate.pipeline.model_spec import ModelSpec
+
 from .errors import SpecError
 from .spec_errors import describe_validation_error
 
@@ -36,6 +38,7 @@ class SessionInfo(_Strict):
     description: str = Field("", description="One line saying what this session is for; shown in checkpoints.")
     budget_usd: float | None = Field(None, gt=0, description="Money this session may spend in US dollars; the session stops when it is used up.")
     gpu_hourly_usd: float | None = Field(None, ge=0, description="What the GPU costs per hour in US dollars, for the budget ledger.")
+    seed: int = Field(0, description="Session seed; built-in phases derive their own seeds from it unless a phase sets `seed`.")
 
 
 class GateSpec(BaseModel):
@@ -94,10 +97,15 @@ class SessionSpec(_Strict):
     """A whole session file."""
 
     session: SessionInfo = Field(description="The `[session]` table.")
+    model: ModelSpec | None = Field(None, description="The `[model]` table: the base model every built-in phase loads.")
     phases: list[PhaseSpec] = Field(min_length=1, description="The phases, run in order (`[[phases]]`).")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> SessionSpec:
+        builtin = [p.id for p in self.phases if p.kind not in ("command", "versions")]
+        if builtin and self.model is None:
+            raise ValueError(f"phase(s) {', '.join(builtin)} load a model, but there is no [model] table; "
+                             'add one, e.g. [model] path = "models/base"')
         seen: set[str] = set()
         for phase in self.phases:
             if phase.id in seen:

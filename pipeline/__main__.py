@@ -1,0 +1,53 @@
+"""`python -m phasegate.pipeline KIND --context FILE`: run one built-in phase as a child process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+
+from .errors import ContaminationError, PipelineError
+
+EXIT_INTERNAL_ERROR = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line: a phase kind and its context file."""
+    from .phases import PHASES
+
+    parser = argparse.ArgumentParser(
+        prog="python -m phasegate.pipeline",
+        description="Run one built-in phase. Exit codes: 0 done, 1 internal error, "
+        "2 invalid input (context, params, model path), 3 stopped (contamination).",
+    )
+    parser.add_argument("kind", choices=sorted(PHASES), help="the built-in phase to run")
+    parser.add_argument("--context", required=True, help="JSON file written by the controller")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the phase; stdout gets one JSON line with the outcome, diagnostics go to stderr."""
+    from .context import PhaseContext
+    from .phases import PHASES
+
+    args = _parser().parse_args(argv)
+    try:
+        ctx = PhaseContext.from_file(args.context)
+        code = PHASES[args.kind](ctx)
+    except ContaminationError as error:
+        print(f"STOPPED: {error}", file=sys.stderr)
+        print(json.dumps(error.evidence, indent=2, default=str), file=sys.stderr)
+        code = error.exit_code
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        code = error.exit_code
+    except Exception:  # an unexpected failure: keep the traceback for the phase log
+        traceback.print_exc()
+        code = EXIT_INTERNAL_ERROR
+    print(json.dumps({"phase": args.kind, "exit_code": code}))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The built-in phases: load_check, baseline_eval and generate (the pilot)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .context import PhaseContext
+from .errors import EXIT_STOPPED, PhaseInputError
+from .files import atomic_write_json, atomic_write_jsonl, sha256_file
+from .following import HELDOUT_CASES, follow_rate, run_cases
+from .generate import GenerationSettings
+from .loader import LoadedModel, load_clean
+from .pilot import GenerateParams, run_batches
+from .prompts import RESPONSE_STOPS
+from .qc import merge_thresholds, qc_metrics, write_qc_summary
+
+
+class NoParams(BaseModel):
+    """A phase that takes no `[phases.with]` parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class BaselineParams(BaseModel):
+    """The `baseline_eval` phase's `[phases.with]` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_new_tokens: int = Field(32, ge=1, description="Token limit of one answer.")
+    batch_size: int = Field(16, ge=1, description="Prompts per generation batch.")
+
+
+def _params(ctx: PhaseContext, model: type[BaseModel]) -> Any:
+    """The phase's parameters, validated, with an error that names the phase."""
+    try:
+        return model.model_validate(ctx.params)
+    except ValidationError as error:
+        raise PhaseInputError(
+            f"phase {ctx.phase_id!r} ({ctx.kind}): invalid [phases.with]:\n{error}"
+        ) from error
+
+
+def _write(ctx: PhaseContext, name: str, data: Any) -> Path:
+    """Write one JSON output atomically and declare it to the controller."""
+    path = atomic_write_json(ctx.artifacts_dir / name, data)
+    ctx.reporter.artifact(path)
+    return path
+
+
+def _write_provenance(ctx: PhaseContext, loaded: LoadedModel) -> dict[str, str]:
+    """Write provenance.json; rows refer to it by path and sha256."""
+    path = _write(ctx, "provenance.json", loaded.provenance.to_dict())
+    return {"path": path.name, "sha256": sha256_file(path)}
+
+
+def load_check(ctx: PhaseContext) -> int:
+    """Load the model and run the contamination checks; exit 3 with the evidence if one fails."""
+    _params(ctx, NoParams)
+    loaded = load_clean(ctx.require_model(), base=ctx.model_base, strict=False)
+    for check in loaded.provenance.checks:
+        if check.name == "sentinel":
+            ctx.reporter.metric("sentinel_follow_rate", check.evidence["follow_rate"])
+    failed = loaded.failed_checks
+    report = {
+        "passed": not failed,
+        "failed_checks": [c.name for c in failed],
+        "provenance": loaded.provenance.to_dict(),
+    }
+    _write(ctx, "load_check.json", report)
+    _write_provenance(ctx, loaded)
+    if failed:
+        print(json.dumps([c.to_dict() for c in failed], indent=2), file=sys.stderr)
+        summary = "; ".join(c.summary for c in failed)
+        print(f"contamination: {summary}", file=sys.stderr)
+        ctx.reporter.early_stop("contamination", summary, {c.name: c.to_dict() for c in failed})
+        return EXIT_STOPPED
+    return 0
+
+
+def baseline_eval(ctx: PhaseContext) -> int:
+    """Record the base model's instruction-following rate on the held-out rule cases."""
+    params = _params(ctx, BaselineParams)
+    loaded = load_clean(ctx.require_model(), base=ctx.model_base)
+    ref = _write_provenance(ctx, loaded)
+    settings = GenerationSettings(
+        max_new_tokens=params.max_new_tokens, stop=RESPONSE_STOPS, batch_size=params.batch_size
+    )
+    details = run_cases(loaded.model, loaded.tokenizer, HELDOUT_CASES, settings)
+    rate = follow_rate(details)
+    ctx.reporter.metric("baseline_follow_rate", rate)
+    _write(
+        ctx,
+        "baseline_eval.json",
+        {
+            "follow_rate": rate,
+            "n": len(details),
+            "cases": details,
+            "generation_params": settings.to_dict(),
+            "provenance_ref": ref,
+        },
+    )
+    return 0
+
+
+def _environment() -> dict[str, Any]:
+    """Where this phase ran."""
+    import torch
+    import transformers
+
+    cuda = torch.cuda.is_available()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cuda_available": cuda,
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
+    }
+
+
+def _file_entry(path: Path) -> dict[str, Any]:
+    """A manifest entry: size and sha256 of one output."""
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def generate(ctx: PhaseContext) -> int:
+    """The pilot: generate, judge, answer, judge, then write the data, QC summary and manifest."""
+    params = _params(ctx, GenerateParams)
+    rules = merge_thresholds(params.thresholds)
+    seed = ctx.seed if params.seed is None else params.seed
+    loaded = load_clean(ctx.require_model(), base=ctx.model_base)
+    ref = _write_provenance(ctx, loaded)
+    rows, batches = run_batches(ctx, loaded, params, seed, ref)
+    outputs = {
+        "pilot_candidates.jsonl": atomic_write_jsonl(
+            ctx.artifacts_dir / "pilot_candidates.jsonl", rows
+        ),
+        "pilot_data.jsonl": atomic_write_jsonl(
+            ctx.artifacts_dir / "pilot_data.jsonl", [r for r in rows if r["kept"]]
+        ),
+    }
+    metrics = qc_metrics(rows)
+    summary = write_qc_summary(ctx.artifacts_dir / "qc_summary.json", metrics, rules)
+    outputs["qc_summary.json"] = ctx.artifacts_dir / "qc_summary.json"
+    outputs["provenance.json"] = ctx.artifacts_dir / "provenance.json"
+    for name, value in metrics.items():
+        if isinstance(value, int | float):
+            ctx.reporter.metric(name, value)
+    manifest = {
+        "phase_id": ctx.phase_id,
+        "kind": ctx.kind,
+        "attempt": ctx.attempt,
+        "seed": seed,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "params": params.model_dump(),
+        "thresholds": rules,
+        "model": ctx.require_model().model_dump(),
+        "provenance_ref": ref,
+        "environment": _environment(),
+        "batches": batches,
+        "counts": {k: metrics[k] for k in ("n_candidates", "n_responses", "n_kept")},
+        "qc_passed": summary["passed"],
+        "artifacts": {n: _file_entry(p) for n, p in outputs.items()},
+    }
+    for path in outputs.values():
+        ctx.reporter.artifact(path)
+    _write(ctx, "session_manifest.json", manifest)
+    return 0
+
+
+PHASES: dict[str, Callable[[PhaseContext], int]] = {
+    "load_check": load_check,
+    "baseline_eval": baseline_eval,
+    "generate": generate,
+}

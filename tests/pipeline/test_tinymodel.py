@@ -1,0 +1,39 @@
+"""The tiny model builder: deterministic, loadable, both architectures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from phasegate.pipeline.files import sha256_file
+from phasegate.pipeline.tinymodel import build_tiny_model
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in sorted(folder.iterdir())}
+
+
+def test_same_seed_builds_identical_files(tmp_path: Path, tiny_model_dir: Path) -> None:
+    again = build_tiny_model(tmp_path / "again", seed=0)
+    assert _hashes(again) == _hashes(tiny_model_dir)
+
+
+def test_other_seed_gives_other_weights(tmp_path: Path, tiny_model_dir: Path) -> None:
+    other = build_tiny_model(tmp_path / "other", seed=5)
+    assert sha256_file(other / "model.safetensors") != sha256_file(
+        tiny_model_dir / "model.safetensors"
+    )
+
+
+def test_builds_loadable_llama_and_qwen2(tiny_model_dir: Path, tiny_qwen_dir: Path) -> None:
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(tiny_model_dir).model_type == "llama"
+    config = AutoConfig.from_pretrained(tiny_qwen_dir)
+    assert (config.model_type, config.hidden_size, config.num_hidden_layers) == ("qwen2", 64, 2)
+
+
+def test_chat_template_only_on_request(tiny_model_dir: Path, templated_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(tiny_model_dir).chat_template is None
+    assert "<|im_start|>" in AutoTokenizer.from_pretrained(templated_model_dir).chat_template
