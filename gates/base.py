@@ -27,6 +27,9 @@ class GateResult:
     summary: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, float] = field(default_factory=dict)
+    # Only reviewer gates route: "retry" (apply `changes`, run the phase again) or "stop" (early stop).
+    route: str | None = None
+    changes: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class GateContext:
     run_dir: Path
     artifacts_dir: Path
     attempt: int = 1
+    reviewers: Mapping[str, Any] = field(default_factory=dict)  # name -> ReviewerSpec, for `review` gates
+    tunable: tuple[str, ...] = ()  # parameters of the phase a reviewer's ITERATE may change
+    history: Mapping[str, Any] = field(default_factory=dict)  # metrics, earlier attempts, checkpoint text
 
     def resolve(self, path: str) -> Path:
         """Resolve a path from the session file: `{artifacts}`-style placeholders, then relative to the session folder."""

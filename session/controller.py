@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from phasegate.reviews.redact import Redactor
+
 from .builtins import builtin_argv
 from .child import EARLY_STOP_EXIT
 from .errors import ExitCode, RunDirError
@@ -56,6 +58,7 @@ class Controller:
         self.clock = clock
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.reporter = Reporter(run, clock)
+        self.redactor = Redactor(self.base_env)  # secrets never reach a log, a checkpoint or a report
         # Listeners see new events only, unless asked to replay the run's history from its start.
         self._published = 0 if replay else self._last_seq()
         self._last_progress: dict[str, float] = {}
@@ -132,8 +135,15 @@ class Controller:
                     return PhaseOutcome(Route.STOP, f"phase {phase.id} failed ({reason}) after {failures} attempt(s)",
                                         "phase_failed", attempt, {"exit_code": exit.exit_code, "signal": exit.signal})
             post = self._gates(phase, "post", attempt)
+            if post.failed and post.route == "stop":
+                gate_id, summary = post.failed[0]
+                self.journal.finish_attempt(phase.id, attempt, passed=False, reason=f"gate {gate_id}: stop")
+                return PhaseOutcome(Route.STOP, f"{gate_id}: {summary}", "reviewer_stop", attempt,
+                                    {"gate": gate_id, "summary": summary})
             if post.failed:
                 gate_id, summary = post.failed[0]
+                if post.changes:  # a reviewer's ITERATE: the next attempt runs with its accepted changes
+                    self.journal.set_param_overrides(phase.id, post.changes, gate_id)
                 if resumed is None:
                     failures += 1
                 if resumed is not None or failures <= phase.retries:
@@ -154,7 +164,8 @@ class Controller:
         artifacts = self.run.run_dir.artifacts(phase.id)
         values = self._placeholders(phase, artifacts)
         argv = self._argv(phase, values)
-        attempt = self.journal.begin_attempt(phase.id, _input_hash(argv, phase, self.run.loaded.sha256))
+        params = {**phase.params, **self.journal.param_overrides(phase.id)}
+        attempt = self.journal.begin_attempt(phase.id, _input_hash(argv, phase, params, self.run.loaded.sha256))
         self._publish()
         crash_point("after_intent")
         shutil.rmtree(artifacts, ignore_errors=True)  # every attempt starts from a clean state
@@ -162,8 +173,10 @@ class Controller:
         self._artifact_paths = []
         self._stop_event = None
         env = {**self.base_env, **phase.env, "PHASEGATE_RUN_DIR": str(self.run.run_dir.root),
-               "PHASEGATE_PHASE": phase.id, "PHASEGATE_ATTEMPT": str(attempt), "PHASEGATE_ARTIFACTS": str(artifacts)}
-        child = spawn(argv, cwd=self.run.session_dir, env=env, log_path=self.run.run_dir.log(phase.id))
+               "PHASEGATE_PHASE": phase.id, "PHASEGATE_ATTEMPT": str(attempt), "PHASEGATE_ARTIFACTS": str(artifacts),
+               "PHASEGATE_PARAMS": json.dumps(params, sort_keys=True, default=str)}
+        child = spawn(argv, cwd=self.run.session_dir, env=env, log_path=self.run.run_dir.log(phase.id),
+                      redact=self.redactor.redact)
         self.journal.attempt_spawned(phase.id, attempt, child.pid, child.start_time)
         crash_point("after_spawn")
         exit = child.wait(lambda event: self._on_event(phase.id, event), self._on_tick, phase.timeout_s)
@@ -210,7 +223,8 @@ class Controller:
         elif kind == "heartbeat":
             self.journal.touch(phase_id)
         elif kind == "log":
-            self.journal.append_event("log", phase_id, {"message": str(event.get("message", ""))[:2000]})
+            message = self.redactor.redact(str(event.get("message", ""))[:2000])
+            self.journal.append_event("log", phase_id, {"message": message})
         else:
             self.journal.append_event("invalid_event", phase_id, {"event": event})
         self._publish()
@@ -270,11 +284,28 @@ class Controller:
         gates = declared_gates(phase, stage)
         if stage == "pre":  # policies that must hold all session long are checked again before each phase
             gates = recheck_gates(self.run.loaded.spec.phases, phase) + gates
+        services = {"reviewers": self.run.loaded.spec.reviewers, "tunable": tuple(phase.tunable)}
         return evaluate_stage(
             self.journal, gates, attempt,
-            lambda gate, n: gate_context(gate, n, session_dir=self.run.session_dir, run_dir=root),
+            lambda gate, n: gate_context(gate, n, session_dir=self.run.session_dir, run_dir=root,
+                                         history=self._history(phase, n) if gate.spec.kind == "review" else {},
+                                         **services),
             on_decided=self._publish,
         )
+
+    def _history(self, phase: PhaseSpec, attempt: int) -> dict[str, Any]:
+        """What a reviewer is shown of the past: this phase's metrics, earlier attempts, the last checkpoint."""
+        rows = self.journal.conn.execute(
+            "SELECT attempt, gate_id, status, summary FROM gates WHERE phase=? AND attempt<? ORDER BY attempt",
+            (phase.id, attempt)).fetchall()
+        previous: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            previous.setdefault(row["attempt"], {"attempt": row["attempt"], "gates": []})["gates"].append(
+                {"gate": row["gate_id"], "status": row["status"], "summary": row["summary"]})
+        checkpoint = self.run.run_dir.checkpoint
+        return {"metrics": self.reporter.snapshot().metrics.get(phase.id, {}),
+                "previous_attempts": list(previous.values()),
+                "checkpoint_text": checkpoint.read_text() if checkpoint.exists() else None}
 
     def _upstream(self, phase: PhaseSpec) -> dict[str, dict[str, Any]]:
         """What a built-in phase may know of the phases before it: state, outputs, gate decisions."""
@@ -298,7 +329,8 @@ class Controller:
         context = {"phase_id": phase.id, "kind": phase.kind, "run_dir": values["run_dir"],
                    "session_dir": values["session_dir"], "artifacts_dir": values["artifacts"],
                    "attempt": self.journal.phase_row(phase.id)["attempts"] + 1, "seed": spec.session.seed,
-                   "params": phase.params, "model": spec.model.model_dump() if spec.model else None,
+                   "params": {**phase.params, **self.journal.param_overrides(phase.id)},
+                   "model": spec.model.model_dump() if spec.model else None,
                    "upstream": self._upstream(phase)}
         return builtin_argv(phase, context=context, context_path=self.run.run_dir.root / "contexts" / f"{phase.id}.json")
 
@@ -317,8 +349,8 @@ class Controller:
                 listener(event)
 
 
-def _input_hash(argv: list[str], phase: PhaseSpec, spec_sha256: str) -> str:
+def _input_hash(argv: list[str], phase: PhaseSpec, params: dict[str, Any], spec_sha256: str) -> str:
     """The key of an attempt's inputs, so a repeat of the same work is recognisable."""
-    payload = json.dumps({"argv": argv, "env": phase.env, "params": phase.params, "spec": spec_sha256}, sort_keys=True,
+    payload = json.dumps({"argv": argv, "env": phase.env, "params": params, "spec": spec_sha256}, sort_keys=True,
                          default=str)
     return hashlib.sha256(payload.encode()).hexdigest()

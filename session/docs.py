@@ -51,6 +51,9 @@ def session_reference() -> str:
     from phasegate.pipeline.model_spec import ModelSpec
 
     parts = model_table(SessionInfo, "`[session]`") + model_table(ModelSpec, "`[model]`")
+    from phasegate.reviews.config import ReviewerSpec
+
+    parts += model_table(ReviewerSpec, "`[reviewers.<name>]`")
     parts += model_table(PhaseSpec, "`[[phases]]`")
     parts += model_table(GateSpec, "`[[phases.gates]]` and `[[phases.pre_gates]]`")
     for kind, model in sorted(GATE_OPTION_MODELS.items()):

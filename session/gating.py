@@ -32,6 +32,8 @@ class StageOutcome:
 
     failed: list[tuple[str, str]] = field(default_factory=list)
     pending: list[tuple[str, str]] = field(default_factory=list)
+    route: str | None = None  # of the failed gate: "retry" or "stop" when a reviewer decided
+    changes: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -41,6 +43,8 @@ class StageOutcome:
 def declared_gates(phase: PhaseSpec, stage: str) -> list[DeclaredGate]:
     """The gates of one stage with ids: explicit, else `<phase>.<kind>` (numbered when repeated)."""
     specs = phase.pre_gates if stage == "pre" else phase.gates
+    # Reviews come after the hard gates of the same stage: a reviewer never sees, or overrides, a failed one.
+    specs = sorted(specs, key=lambda spec: spec.kind == "review")
     seen: dict[str, int] = {}
     out = []
     for spec in specs:
@@ -78,7 +82,7 @@ def _reusable(row, gate: DeclaredGate) -> bool:
     if row is None:
         return False
     costly = getattr(GATE_KINDS.get(gate.spec.kind), "costly", False)
-    return row["status"] in ("pass", "warn") or (costly and row["status"] == "fail")
+    return row["status"] in ("pass", "warn") or (costly and row["status"] in ("fail", "pending"))
 
 
 def _operator_override(journal: Journal, gate_id: str, status: GateStatus) -> tuple[GateStatus, str | None]:
@@ -96,36 +100,50 @@ def _operator_override(journal: Journal, gate_id: str, status: GateStatus) -> tu
 ContextFactory = Callable[[DeclaredGate, int], GateContext]
 
 
+def _decide(journal: Journal, gate: DeclaredGate, attempt: int, make_context: ContextFactory,
+            on_decided: Callable[[], None]) -> tuple[GateStatus, str, dict]:
+    """One gate's decision for an attempt: reused when already decided, else evaluated and journaled."""
+    row = journal.conn.execute("SELECT * FROM gates WHERE gate_id=? AND attempt=?", (gate.gate_id, attempt)).fetchone()
+    if _reusable(row, gate):
+        return GateStatus(row["status"]), row["summary"], json.loads(row["evidence"])
+    result = _evaluate(gate, make_context(gate, attempt))
+    status, summary = result.status, result.summary
+    effective, note = _operator_override(journal, gate.gate_id, status)
+    if effective == GateStatus.PASS and status == GateStatus.PENDING:  # journal the approval as the decision
+        status, summary = effective, f"approved by the operator{': ' + note if note else ''} ({summary})"
+    evidence = json.loads(json.dumps(dict(result.evidence), default=str))
+    if result.route:
+        evidence.update(route=result.route, changes=dict(result.changes))
+    journal.record_gate(gate_id=gate.gate_id, phase=gate.phase_id, attempt=attempt, stage=gate.stage,
+                        kind=gate.spec.kind, status=str(status), summary=summary, evidence=evidence,
+                        metrics=dict(result.metrics))
+    if "cost_usd" in result.metrics:
+        journal.record_cost("review", gate.phase_id, float(result.metrics["cost_usd"]), f"gate {gate.gate_id}")
+    on_decided()
+    return status, summary, evidence
+
+
 def evaluate_stage(journal: Journal, gates: list[DeclaredGate], attempt: int, make_context: ContextFactory,
                    on_decided: Callable[[], None] = lambda: None) -> StageOutcome:
-    """Evaluate gates in order and journal each result; stop at the first failure."""
+    """Evaluate gates in order and journal each; after a failure only advice-only reviews still run."""
     outcome = StageOutcome()
     for gate in gates:
-        row = journal.conn.execute("SELECT * FROM gates WHERE gate_id=? AND attempt=?", (gate.gate_id, attempt)).fetchone()
-        if _reusable(row, gate):
-            status, summary = GateStatus(row["status"]), row["summary"]
-        else:
-            result = _evaluate(gate, make_context(gate, attempt))
-            status, summary = result.status, result.summary
-            effective, note = _operator_override(journal, gate.gate_id, status)
-            if effective == GateStatus.PASS and status == GateStatus.PENDING:  # journal the approval as the decision
-                status, summary = effective, f"approved by the operator{': ' + note if note else ''} ({summary})"
-            journal.record_gate(gate_id=gate.gate_id, phase=gate.phase_id, attempt=attempt, stage=gate.stage,
-                                kind=gate.spec.kind, status=str(status), summary=summary,
-                                evidence=json.loads(json.dumps(dict(result.evidence), default=str)),
-                                metrics=dict(result.metrics))
-            on_decided()
+        if outcome.failed and not gate.spec.options.get("advise_on_failure"):
+            continue
+        status, summary, evidence = _decide(journal, gate, attempt, make_context, on_decided)
+        if outcome.failed:  # advice on a failure is recorded, never acted on
+            continue
         status, _ = _operator_override(journal, gate.gate_id, status)
         if status == GateStatus.FAIL:
             outcome.failed.append((gate.gate_id, summary))
-            return outcome
-        if status == GateStatus.PENDING:
+            outcome.route, outcome.changes = evidence.get("route"), dict(evidence.get("changes") or {})
+        elif status == GateStatus.PENDING:
             outcome.pending.append((gate.gate_id, summary))
     return outcome
 
 
-def gate_context(gate: DeclaredGate, attempt: int, *, session_dir: Path, run_dir: Path) -> GateContext:
-    """The context a gate evaluates in."""
+def gate_context(gate: DeclaredGate, attempt: int, *, session_dir: Path, run_dir: Path, **services) -> GateContext:
+    """The context a gate evaluates in (`services`: reviewers, tunable, history for review gates)."""
     return GateContext(gate_id=gate.gate_id, phase_id=gate.phase_id, options=gate.spec.options,
                        session_dir=session_dir, run_dir=run_dir,
-                       artifacts_dir=run_dir / "artifacts" / gate.phase_id, attempt=attempt)
+                       artifacts_dir=run_dir / "artifacts" / gate.phase_id, attempt=attempt, **services)

@@ -52,6 +52,9 @@ CREATE TABLE gpu_samples (
 CREATE TABLE ledger (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL, phase TEXT,
     seconds REAL, amount_usd REAL NOT NULL, note TEXT NOT NULL);
+CREATE TABLE param_overrides (
+    phase TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, gate_id TEXT NOT NULL, ts REAL NOT NULL,
+    PRIMARY KEY (phase, key));
 CREATE TABLE commands (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL,
     args TEXT NOT NULL, handled_at REAL, result TEXT);
@@ -311,6 +314,26 @@ class Journal:
         return self.conn.execute(
             "SELECT * FROM operator_actions WHERE gate_id=? ORDER BY seq DESC LIMIT 1", (gate_id,)
         ).fetchone()
+
+    # -- money and parameters ----------------------------------------------------------------
+    def record_cost(self, kind: str, phase: str | None, amount_usd: float, note: str, seconds: float | None = None) -> None:
+        """Add a line to the budget ledger."""
+        with self.transaction():
+            self.conn.execute("INSERT INTO ledger (ts, kind, phase, seconds, amount_usd, note) VALUES (?, ?, ?, ?, ?, ?)",
+                              (self.clock(), kind, phase, seconds, amount_usd, note))
+
+    def set_param_overrides(self, phase: str, changes: dict[str, Any], gate_id: str) -> None:
+        """Keep a reviewer's accepted parameter changes for the next attempts of a phase."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO param_overrides VALUES (?, ?, ?, ?, ?)",
+                [(phase, key, json.dumps(value), gate_id, self.clock()) for key, value in changes.items()],
+            )
+            self._event("params_changed", phase, {"gate_id": gate_id, "changes": changes})
+
+    def param_overrides(self, phase: str) -> dict[str, Any]:
+        rows = self.conn.execute("SELECT key, value FROM param_overrides WHERE phase=?", (phase,)).fetchall()
+        return {r["key"]: json.loads(r["value"]) for r in rows}
 
     # -- commands from outside ---------------------------------------------------------------
     def post_command(self, kind: str, args: dict[str, Any]) -> int:

@@ -87,21 +87,64 @@ EventHandler = Callable[[dict[str, Any]], None]
 TickHandler = Callable[[], str | None]
 
 
-class Child:
-    """One running phase child with its events pipe."""
+class LogPump:
+    """Copies a child's output to its log one line at a time, masking secrets on the way."""
 
-    def __init__(self, popen: subprocess.Popen, events_fd: int) -> None:
+    def __init__(self, fd: int, log_path: Path, redact: Callable[[str], str]) -> None:
+        self.fd = fd
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
+        self._redact = redact
+        self._partial = b""
+        self.last_output = time.monotonic()
+
+    def pump(self) -> bool:
+        """Copy what is available; False at end of file."""
+        try:
+            chunk = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return False
+        self.last_output = time.monotonic()
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        if len(self._partial) > MAX_EVENT_LINE:  # a line without end: write it rather than grow forever
+            lines, self._partial = [*lines, self._partial], b""
+        self._write(lines)
+        return True
+
+    def _write(self, lines: list[bytes]) -> None:
+        if lines:
+            text = "\n".join(self._redact(line.decode("utf-8", errors="replace")) for line in lines) + "\n"
+            self._log.write(text.encode("utf-8"))
+            self._log.flush()
+
+    def close(self) -> None:
+        """Drain what is left without blocking (a grandchild may hold the pipe open) and close."""
+        while _readable(self.fd) and self.pump():
+            pass
+        if self._partial:
+            self._write([self._partial])
+        self._log.close()
+        os.close(self.fd)
+
+
+class Child:
+    """One running phase child with its events pipe and its output pump."""
+
+    def __init__(self, popen: subprocess.Popen, events_fd: int, output: LogPump) -> None:
         self.popen = popen
         self.pid = popen.pid
         self.start_time = process_start_time(popen.pid) or ""
         self._events_fd = events_fd
         self._buffer = b""
+        self.output = output
 
     def wait(self, on_event: EventHandler, on_tick: TickHandler, timeout_s: float | None) -> ChildExit:
         """Pump events until the child exits, times out, or `on_tick` returns a reason to end it."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         selector = selectors.DefaultSelector()
         selector.register(self._events_fd, selectors.EVENT_READ, "events")
+        selector.register(self.output.fd, selectors.EVENT_READ, "output")
         pidfd = _open_pidfd(self.pid)
         if pidfd is not None:
             selector.register(pidfd, selectors.EVENT_READ, "exit")
@@ -111,6 +154,8 @@ class Child:
                 for key, _ in selector.select(TICK_S if pidfd is not None else 0.05):
                     if key.data == "events" and not self._read_events(on_event):
                         selector.unregister(self._events_fd)
+                    elif key.data == "output" and not self.output.pump():
+                        selector.unregister(self.output.fd)
                 interrupted = on_tick() or _timed_out(deadline)
                 if interrupted:
                     end_process_group(self.pid)
@@ -119,6 +164,7 @@ class Child:
             self._drain(on_event)
         finally:
             selector.close()
+            self.output.close()
             if pidfd is not None:
                 os.close(pidfd)
             os.close(self._events_fd)
@@ -183,21 +229,25 @@ def _open_pidfd(pid: int) -> int | None:
         return None
 
 
-def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], log_path: Path) -> Child:
-    """Start a phase child in its own process group, output appended to its log, events on a pipe."""
+def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], log_path: Path,
+          redact: Callable[[str], str] = lambda text: text) -> Child:
+    """Start a phase child in its own process group, its output (redacted) to its log, events on a pipe."""
     read_fd, write_fd = os.pipe()
-    os.set_blocking(read_fd, False)
+    out_read, out_write = os.pipe()
+    for fd in (read_fd, out_read):
+        os.set_blocking(fd, False)
     child_env = {**env, EVENTS_FD_ENV: str(write_fd)}
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        try:
-            popen = subprocess.Popen(
-                argv, cwd=cwd, env=child_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                pass_fds=(write_fd,), start_new_session=True, preexec_fn=_die_with_parent(os.getpid()),
-            )
-        except OSError:
-            os.close(read_fd)
-            raise
-        finally:
-            os.close(write_fd)
-    return Child(popen, read_fd)
+    try:
+        popen = subprocess.Popen(
+            argv, cwd=cwd, env=child_env, stdin=subprocess.DEVNULL, stdout=out_write, stderr=out_write,
+            pass_fds=(write_fd,), start_new_session=True, preexec_fn=_die_with_parent(os.getpid()),
+        )
+    except OSError:
+        os.close(read_fd)
+        os.close(out_read)
+        raise
+    finally:
+        os.close(write_fd)
+        os.close(out_write)
+    return Child(popen, read_fd, LogPump(out_read, log_path, redact))

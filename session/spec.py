@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from phasegate.pipeline.model_spec import ModelSpec
+from phasegate.reviews.config import ReviewerSpec
 
 from .errors import SpecError
 from .spec_errors import describe_validation_error
@@ -65,6 +66,7 @@ class PhaseSpec(_Strict):
     retries: int = Field(0, ge=0, le=20, description="How many times a failed phase (or a failed gate after it) is run again before the session stops.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for the child process.")
     params: dict[str, Any] = Field(default_factory=dict, alias="with", description="The `[phases.with]` table: parameters of a built-in phase.")
+    tunable: list[str] = Field(default_factory=list, description="Parameters of `[phases.with]` a reviewer's ITERATE decision may change; any other change is rejected.")
     pre_gates: list[GateSpec] = Field(default_factory=list, description="Gates checked before the phase starts (`[[phases.pre_gates]]`).")
     gates: list[GateSpec] = Field(default_factory=list, description="Gates checked after the phase ends (`[[phases.gates]]`).")
 
@@ -98,6 +100,7 @@ class SessionSpec(_Strict):
 
     session: SessionInfo = Field(description="The `[session]` table.")
     model: ModelSpec | None = Field(None, description="The `[model]` table: the base model every built-in phase loads.")
+    reviewers: dict[str, ReviewerSpec] = Field(default_factory=dict, description="`[reviewers.<name>]` tables: reviewer CLIs that `review` gates ask.")
     phases: list[PhaseSpec] = Field(min_length=1, description="The phases, run in order (`[[phases]]`).")
 
     @model_validator(mode="after")
@@ -106,6 +109,13 @@ class SessionSpec(_Strict):
         if builtin and self.model is None:
             raise ValueError(f"phase(s) {', '.join(builtin)} load a model, but there is no [model] table; "
                              'add one, e.g. [model] path = "models/base"')
+        for phase in self.phases:
+            for gate in [*phase.pre_gates, *phase.gates]:
+                name = gate.options.get("reviewer")
+                if gate.kind == "review" and isinstance(name, str) and name not in self.reviewers:
+                    known = ", ".join(self.reviewers) or "none"
+                    raise ValueError(f"phase {phase.id!r}: review gate asks reviewer {name!r}, but there is no "
+                                     f"[reviewers.{name}] table (defined: {known})")
         seen: set[str] = set()
         for phase in self.phases:
             if phase.id in seen:

@@ -1,0 +1,134 @@
+"""Gate kind `review`: ask an external reviewer CLI; its decision routes but never passes a failed hard gate.
+
+SCALE advances; ITERATE retries the phase with the whitelisted parameter changes; INVESTIGATE and
+every reviewer error pause for the operator; STOP stops the session early. The review of an attempt
+is kept in `reviews/<gate>-<attempt>/` and read back after a crash, so a reviewer is billed once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from phasegate.reviews import (
+    ReviewerSpec,
+    ReviewOutcome,
+    ReviewRequest,
+    RunOptions,
+    filter_changes,
+    new_nonce,
+    run_review,
+)
+from phasegate.session.faults import crash_point
+
+from .base import Gate, GateContext, GateResult, GateStatus
+from .options import GateOptions, PathTemplate, gate_kind, invalid_options_result, parse_options
+
+
+class ReviewOptions(GateOptions):
+    """Options of a `review` gate."""
+
+    reviewer: str = Field(min_length=1, description="Name of a `[reviewers.<name>]` table of the session file.")
+    question: str = Field(min_length=1, description="What the reviewer decides, e.g. \"Is this pilot good enough to scale to 15k?\"")
+    qc_file: PathTemplate | None = Field(None, description="A JSON summary shown to the reviewer, e.g. \"{artifacts}/qc_summary.json\".")
+    sample_file: PathTemplate | None = Field(None, description="A JSONL file of generated rows; a sample is shown, fenced as untrusted data.")
+    sample_rows: int = Field(10, ge=0, le=200, description="How many rows of `sample_file` the reviewer sees.")
+    advise_on_failure: bool = Field(False, description="Also ask after a hard gate failed, for advice only (it cannot change the outcome).")
+
+
+DECISION_STATUS = {"SCALE": GateStatus.PASS, "ITERATE": GateStatus.FAIL, "INVESTIGATE": GateStatus.PENDING,
+                   "STOP": GateStatus.FAIL}
+DECISION_ROUTE = {"ITERATE": "retry", "STOP": "stop"}
+
+
+def _read_json(path: Path | None) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text()) if path else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _sample(path: Path | None, count: int) -> list[Any]:
+    rows: list[Any] = []
+    if path is None or not path.exists():
+        return rows
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if len(rows) >= count:
+                break
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                rows.append(line.strip()[:500])
+    return rows
+
+
+def _recorded(out_dir: Path) -> dict[str, Any] | None:
+    """A review that already ran for this attempt (the controller crashed before recording it)."""
+    meta = _read_json(out_dir / "meta.json")
+    return meta if meta.get("decision") else None
+
+
+def _request(context: GateContext, options: ReviewOptions) -> ReviewRequest:
+    history = context.history
+    return ReviewRequest(
+        gate_id=context.gate_id, nonce=new_nonce(), question=options.question, phase_id=context.phase_id,
+        attempt=context.attempt, metrics=history.get("metrics", {}),
+        qc_summary=_read_json(context.resolve(options.qc_file) if options.qc_file else None),
+        sample_rows=_sample(context.resolve(options.sample_file) if options.sample_file else None, options.sample_rows),
+        previous_attempts=history.get("previous_attempts", ()), checkpoint_text=history.get("checkpoint_text"),
+        allowed_changes=context.tunable,
+    )
+
+
+def _ask(context: GateContext, options: ReviewOptions, spec: ReviewerSpec, out_dir: Path) -> dict[str, Any]:
+    """Run the reviewer once for this attempt, isolated from the repo, and return its recorded decision."""
+    exclude = [str(context.run_dir)]
+    outcome: ReviewOutcome = run_review(_request(context, options), spec, out_dir, repo_dir=context.session_dir,
+                                        options=RunOptions(repo_exclude=exclude))
+    crash_point("after_review")
+    return {"decision": outcome.decision.value, "reasons": list(outcome.reasons), "changes": dict(outcome.changes),
+            "error": outcome.error, "cost_usd": outcome.cost_usd, "repo_modified": outcome.repo_modified}
+
+
+def _result(record: dict[str, Any], context: GateContext, out_dir: Path) -> GateResult:
+    decision = record["decision"]
+    changes = filter_changes(record.get("changes") or {}, context.tunable)
+    evidence = {"decision": decision, "reasons": record.get("reasons", []), "error": record.get("error"),
+                "accepted_changes": dict(changes.accepted), "rejected_changes": dict(changes.rejected),
+                "review_dir": str(out_dir), "repo_modified": record.get("repo_modified", False)}
+    cost = record.get("cost_usd")
+    metrics = {"cost_usd": float(cost)} if isinstance(cost, int | float) else {}
+    reason = record.get("error") or "; ".join(record.get("reasons") or []) or "no reasons given"
+    if record.get("repo_modified"):
+        return GateResult(GateStatus.FAIL, f"the reviewer modified the repository: {reason}", evidence, metrics,
+                          route="stop")
+    summary = f"reviewer says {decision}: {reason}"
+    return GateResult(DECISION_STATUS[decision], summary, evidence, metrics, route=DECISION_ROUTE.get(decision),
+                      changes=dict(changes.accepted))
+
+
+@gate_kind
+class ReviewGate(Gate):
+    """Asks a reviewer CLI at a gate boundary and turns its strict decision into a route."""
+
+    kind: ClassVar[str] = "review"
+    options_model: ClassVar[type[ReviewOptions]] = ReviewOptions
+    costly: ClassVar[bool] = True  # a decided review is never asked again: reviewers are billed per call
+
+    def evaluate(self, context: GateContext) -> GateResult:
+        """Ask (or read back) this attempt's review and map its decision."""
+        try:
+            options = parse_options(self.kind, ReviewOptions, context.options)
+        except ValueError as exc:
+            return invalid_options_result(exc)
+        spec = context.reviewers.get(options.reviewer)
+        if spec is None:
+            return GateResult(GateStatus.FAIL, f"no [reviewers.{options.reviewer}] table in the session file")
+        out_dir = context.run_dir / "reviews" / f"{context.gate_id}-{context.attempt}"
+        record = _recorded(out_dir) or _ask(context, options, spec, out_dir)
+        return _result(record, context, out_dir)
