@@ -22,10 +22,13 @@ def _duration(seconds: float | None) -> str:
 
 
 def _phase_table(snapshot: RunSnapshot) -> list[str]:
-    lines = ["| # | phase | kind | state | attempts | duration |", "|---|---|---|---|---|---|"]
+    lines = ["| # | phase | kind | state | attempts | duration | cost | GPU peak |", "|---|---|---|---|---|---|---|---|"]
+    costs = snapshot.budget.get("per_phase_usd") or {}
     for number, phase in enumerate(snapshot.phases, start=1):
+        cost = f"${costs[phase.id]:.2f}" if phase.id in costs else "—"
+        peak = snapshot.metrics.get(phase.id, {}).get("gpu_peak_mem_mb")
         lines.append(f"| {number} | {phase.id} | {phase.kind} | {phase.state} | {phase.attempts} "
-                     f"| {_duration(phase.duration_s)} |")
+                     f"| {_duration(phase.duration_s)} | {cost} | {f'{peak:.0f} MiB' if peak else '—'} |")
     return lines
 
 
@@ -84,10 +87,18 @@ def checkpoint_front_matter(snapshot: RunSnapshot) -> dict[str, Any]:
         "next_phase": snapshot.next_phase,
         "resume_command": None if snapshot.state == "completed" else snapshot.resume_command,
         "run_dir": str(snapshot.run_dir),
+        "session_dir": str(snapshot.session_dir),
         "budget_spent_usd": snapshot.budget.get("spent_usd"),
         "budget_left_usd": snapshot.budget.get("left_usd"),
         "incident": str(snapshot.incident) if snapshot.incident else None,
+        "pending_gates": [{"gate_id": g.gate_id, "summary": g.summary,
+                           "approve_command": f"phasegate approve {snapshot.run_dir} {g.gate_id} --note TEXT",
+                           "waive_command": f"phasegate waive {snapshot.run_dir} {g.gate_id} --reason TEXT"}
+                          for g in snapshot.gates if g.status == "pending"],
         "written_at": iso(snapshot.updated_at),
+        # What `phasegate recover` needs if the journal is ever lost: what was done, and its hashes.
+        "completed_phases": [p.id for p in snapshot.phases if p.state == "passed"],
+        "artifacts": [{"phase": a.phase, "path": a.path, "sha256": a.sha256} for a in snapshot.artifacts],
     }
 
 
@@ -101,21 +112,47 @@ def render_checkpoint(snapshot: RunSnapshot) -> str:
         "## Gates", "", *_gate_lines(snapshot), "",
         "## Artifacts", "", *_artifact_lines(snapshot), "",
         "## Budget", "", _budget_line(snapshot.budget), "",
+        "## GPU", "", *_gpu_lines(snapshot), "",
         "## What is next", "", *_next_lines(snapshot), "",
     ]
     return _front_matter(checkpoint_front_matter(snapshot)) + "\n" + "\n".join(body)
 
 
 def _budget_line(budget: dict[str, Any]) -> str:
-    if budget.get("spent_usd") is None:
-        return "No GPU rate set (`gpu_hourly_usd`); cost is not tracked."
+    if budget.get("gpu_hourly_usd") is None and not budget.get("spent_usd"):
+        return "No GPU rate known (`gpu_hourly_usd`, `gpu`); GPU time is not billed."
     allocation = budget.get("allocation_usd")
     tail = f" of ${allocation:.2f} (${budget['left_usd']:.2f} left)" if allocation is not None else ""
-    return f"Spent ${budget['spent_usd']:.2f}{tail} over {budget['wall_hours']:.2f} h."
+    line = f"Spent ${budget['spent_usd']:.2f}{tail} over {budget['wall_hours']:.2f} billed GPU hours"
+    if budget.get("burn_rate_usd_h") is not None:
+        line += f", burning ${budget['burn_rate_usd_h']:.2f}/h"
+    if budget.get("projected_total_usd") is not None:
+        line += f"; projected total ${budget['projected_total_usd']:.2f}"
+    return line + "." + (" **Over the warning line.**" if budget.get("warning") else "")
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: tuple[float, ...] | list[float], top: float = 100.0) -> str:
+    """A text sparkline of percentages (monochrome-safe: height carries the meaning)."""
+    return "".join(SPARK[min(len(SPARK) - 1, max(0, int(v / top * (len(SPARK) - 1) + 0.5)))] for v in values)
+
+
+def _gpu_lines(snapshot: RunSnapshot) -> list[str]:
+    gpu = snapshot.gpu
+    if not gpu.available:
+        return [f"GPU: not available ({gpu.reason})."]
+    lines = [f"{gpu.name}: {gpu.mem_used_mb:.0f} / {gpu.mem_total_mb:.0f} MiB at the stop, "
+             f"peak {gpu.peak_mem_mb:.0f} MiB." if gpu.mem_used_mb is not None else f"{gpu.name}: no memory reading."]
+    if gpu.history_mem_pct:
+        lines.append(f"Memory, last {len(gpu.history_mem_pct)} samples (0–100 %): `{sparkline(gpu.history_mem_pct)}`")
+    return lines
 
 
 def render_incident(snapshot: RunSnapshot, *, trigger: str, phase: str | None, attempt: int | None,
-                    evidence: dict[str, Any], log_tail: list[str], now: float) -> str:
+                    evidence: dict[str, Any], log_tail: list[str], now: float,
+                    timeline: list[str] | None = None) -> str:
     """INCIDENT-<stamp>.md: what stopped the run, the evidence, and the exact way back."""
     front = {"run_id": snapshot.run_id, "trigger": trigger, "phase": phase, "attempt": attempt,
              "state": snapshot.state, "resume_command": snapshot.resume_command,
@@ -125,7 +162,9 @@ def render_incident(snapshot: RunSnapshot, *, trigger: str, phase: str | None, a
         f"# Incident — {snapshot.name}: {trigger}", "",
         f"The session stopped during phase `{phase}` (attempt {attempt})." if phase else "The session stopped.", "",
         "## Evidence", "", *evidence_lines, "",
+        "## Timeline", "", *(timeline or ["(no events)"]), "",
         "## Phases at the stop", "", *_phase_table(snapshot), "",
+        "## GPU memory", "", *_gpu_lines(snapshot), "",
         "## Last lines of the phase log", "", "```", *(log_tail or ["(empty)"]), "```", "",
         "## Artifacts kept", "", *_artifact_lines(snapshot), "",
         "## Budget at the stop", "", _budget_line(snapshot.budget), "",

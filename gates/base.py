@@ -46,6 +46,7 @@ class GateContext:
     reviewers: Mapping[str, Any] = field(default_factory=dict)  # name -> ReviewerSpec, for `review` gates
     tunable: tuple[str, ...] = ()  # parameters of the phase a reviewer's ITERATE may change
     history: Mapping[str, Any] = field(default_factory=dict)  # metrics, earlier attempts, checkpoint text
+    budget: Mapping[str, Any] = field(default_factory=dict)  # money left, rate, projected hours, for `budget` gates
 
     def resolve(self, path: str) -> Path:
         """Resolve a path from the session file: `{artifacts}`-style placeholders, then relative to the session folder."""

@@ -133,6 +133,25 @@ def waive(run_dir: RunDirArg, gate_id: Annotated[str, typer.Argument(help="The f
 
 
 @app.command()
+def recover(run_dir: RunDirArg, to: Annotated[Path | None, typer.Option(help="Create a new run here with the "
+            "verified completed phases imported; then resume it.")] = None) -> None:
+    """List what a run with a damaged journal completed (artifacts checked against the last checkpoint's hashes)."""
+    from .recover import plan_recovery, recover_into
+
+    plan = plan_recovery(run_dir)
+    typer.echo(f"from {plan.checkpoint}: completed phases {', '.join(plan.completed) or 'none'}")
+    for artifact in plan.artifacts:
+        typer.echo(f"  [{artifact.status:7}] {artifact.phase}: {artifact.path}  sha256 {artifact.sha256}")
+    if to is None:
+        typer.echo(f"recoverable: {', '.join(plan.recoverable) or 'nothing'}\n"
+                   f"to recover: phasegate recover {plan.run_dir.root} --to {plan.run_dir.root}-recovered")
+        return
+    run = recover_into(plan, to)
+    typer.echo(f"recovered {', '.join(plan.recoverable) or 'nothing'} into {run.run_dir.root}\n"
+               f"continue with: phasegate resume {run.run_dir.root}")
+
+
+@app.command()
 def check(session: SessionArg) -> None:
     """Validate a session file without running anything."""
     from .spec import load_spec

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,16 +15,19 @@ from typing import Any
 
 from phasegate.reviews.redact import Redactor
 
-from .builtins import builtin_argv
+from .budget import BudgetMeter
 from .child import EARLY_STOP_EXIT
 from .errors import ExitCode, RunDirError
 from .faults import crash_point
 from .gating import declared_gates, evaluate_stage, gate_context, recheck_gates
-from .reporting import Reporter
+from .gpu import GpuReader, default_reader
+from .phase_inputs import PhaseInputs, hourly_rate, input_hash
+from .reporting import Reporter, is_disk_full
 from .runner import ChildExit, end_process_group, process_is, spawn
 from .runs import OpenRun
-from .spec import PhaseSpec, expand
+from .spec import PhaseSpec
 from .states import PhaseState, SessionState
+from .watchdog import Watchdog
 
 Listener = Callable[[dict[str, Any]], None]
 PROGRESS_INTERVAL_S = 0.25
@@ -51,19 +54,24 @@ class Controller:
     """Drives one run to completion, a stop or a pause; the only writer of its journal."""
 
     def __init__(self, run: OpenRun, *, listeners: tuple[Listener, ...] = (), clock=time.time,
-                 base_env: dict[str, str] | None = None, replay: bool = False) -> None:
+                 base_env: dict[str, str] | None = None, replay: bool = False, gpu_reader: GpuReader | None = None) -> None:
         self.run = run
         self.journal = run.journal
         self.listeners = listeners
         self.clock = clock
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.reporter = Reporter(run, clock)
+        self.inputs = PhaseInputs(run, self.reporter)
         self.redactor = Redactor(self.base_env)  # secrets never reach a log, a checkpoint or a report
+        reader = gpu_reader or default_reader(self.base_env)
+        self.meter = BudgetMeter(self.journal, hourly_rate(run.loaded.spec.session, reader), clock)
+        self.watchdog = Watchdog(self.journal, run.loaded.spec.session, reader, self.meter)
         # Listeners see new events only, unless asked to replay the run's history from its start.
         self._published = 0 if replay else self._last_seq()
         self._last_progress: dict[str, float] = {}
         self._artifact_paths: list[Path] = []
         self._stop_event: dict[str, Any] | None = None
+        self._oom_line: str | None = None
 
     # -- public ------------------------------------------------------------------------------
     def execute(self) -> ExitCode:
@@ -76,6 +84,11 @@ class Controller:
                               f"watch it with `phasegate status {self.run.run_dir.root}`")
         try:
             return self._execute()
+        except (OSError, sqlite3.OperationalError) as exc:
+            if not is_disk_full(exc):
+                self._fail(exc)
+                raise
+            raise self.reporter.disk_full(exc) from None
         except Exception as exc:
             self._fail(exc)
             raise
@@ -89,6 +102,7 @@ class Controller:
         if self.journal.session_state() == SessionState.COMPLETED:
             self._publish()
             return ExitCode.COMPLETED
+        self._bill_pause()
         self.journal.set_session_state(SessionState.RUNNING)
         self._publish()
         for phase in self.run.loaded.spec.phases:
@@ -99,6 +113,7 @@ class Controller:
                 return self._stop(phase, outcome)
             if outcome.route is Route.PAUSE:
                 return self._pause(outcome)
+        self.meter.tick(None, force=True)
         self.journal.set_session_state(SessionState.COMPLETED)
         self.reporter.checkpoint(None)
         self._publish()
@@ -125,6 +140,8 @@ class Controller:
                     return self._interrupted(phase, attempt, exit)
                 if exit.exit_code == EARLY_STOP_EXIT:
                     return self._early_stop(phase, attempt)
+                if not exit.succeeded and self._oom_line:
+                    return self._out_of_memory(phase, attempt, exit)
                 if not exit.succeeded:
                     failures += 1
                     reason = f"exit code {exit.exit_code}" if exit.signal is None else f"killed by signal {exit.signal}"
@@ -162,10 +179,10 @@ class Controller:
     def _attempt(self, phase: PhaseSpec) -> tuple[int, ChildExit]:
         """Run one attempt of a phase's child process and make its outputs durable."""
         artifacts = self.run.run_dir.artifacts(phase.id)
-        values = self._placeholders(phase, artifacts)
-        argv = self._argv(phase, values)
-        params = {**phase.params, **self.journal.param_overrides(phase.id)}
-        attempt = self.journal.begin_attempt(phase.id, _input_hash(argv, phase, params, self.run.loaded.sha256))
+        values = self.inputs.placeholders(phase, artifacts)
+        argv = self.inputs.argv(phase, values)
+        params = self.inputs.params(phase)
+        attempt = self.journal.begin_attempt(phase.id, input_hash(argv, phase, params, self.run.loaded.sha256))
         self._publish()
         crash_point("after_intent")
         shutil.rmtree(artifacts, ignore_errors=True)  # every attempt starts from a clean state
@@ -179,8 +196,14 @@ class Controller:
                       redact=self.redactor.redact)
         self.journal.attempt_spawned(phase.id, attempt, child.pid, child.start_time)
         crash_point("after_spawn")
-        exit = child.wait(lambda event: self._on_event(phase.id, event), self._on_tick, phase.timeout_s)
+        self.watchdog.start(phase, child.pid)
+        exit = child.wait(lambda event: self._on_event(phase.id, event),
+                          lambda: self._on_tick(child.output.last_output), phase.timeout_s)
         crash_point("after_child_exit")
+        peak = self.watchdog.finish()
+        if peak is not None:
+            self.journal.record_metric(phase.id, "gpu_peak_mem_mb", round(peak, 1))
+        self._oom_line = child.output.oom_line
         if exit.succeeded:
             self.journal.mark_exited(phase.id, attempt, 0, self.reporter.durable_artifacts(artifacts, self._artifact_paths))
         self._publish()
@@ -196,16 +219,25 @@ class Controller:
         return PhaseOutcome(Route.STOP, f"early stop ({trigger}) in {phase.id}: {summary}", trigger, attempt,
                             dict(request.get("evidence") or {}))
 
+    def _out_of_memory(self, phase: PhaseSpec, attempt: int, exit: ChildExit) -> PhaseOutcome:
+        """A CUDA OOM in the phase's output: stop early (a retry would hit the same wall)."""
+        reason = f"oom: CUDA out of memory in {phase.id} (exit code {exit.exit_code})"
+        self.journal.finish_attempt(phase.id, attempt, passed=False, exit_code=exit.exit_code, reason=reason)
+        return PhaseOutcome(Route.STOP, reason, "oom", attempt, {"log_line": self._oom_line,
+                                                                  "exit_code": exit.exit_code})
+
     def _interrupted(self, phase: PhaseSpec, attempt: int, exit: ChildExit) -> PhaseOutcome:
         reason = exit.interrupted or "interrupted"
         self.journal.finish_attempt(phase.id, attempt, passed=False, exit_code=exit.exit_code, reason=reason)
         trigger = "operator_stop" if reason.startswith("operator stop") else reason.split(":")[0]
-        return PhaseOutcome(Route.STOP, reason if trigger != "timeout" else f"phase {phase.id} timed out after "
-                            f"{phase.timeout_s} s", trigger, attempt)
+        if trigger == "timeout":
+            reason = f"phase {phase.id} timed out after {phase.timeout_s} s"
+        return PhaseOutcome(Route.STOP, reason, trigger, attempt, dict(self.watchdog.evidence))
 
     # -- child events and ticks ----------------------------------------------------------------
     def _on_event(self, phase_id: str, event: dict[str, Any]) -> None:
         kind = event["type"]
+        self.watchdog.activity()
         if kind == "progress":
             now = time.monotonic()
             done, total = int(event.get("done", 0)), int(event.get("total", 0))
@@ -214,6 +246,7 @@ class Controller:
                 self.journal.record_progress(phase_id, done, total, event.get("step"))
         elif kind == "metric" and isinstance(event.get("value"), int | float):
             self.journal.record_metric(phase_id, str(event.get("name")), float(event["value"]))
+            self.watchdog.metric(str(event.get("name")), float(event["value"]))
         elif kind == "artifact" and isinstance(event.get("path"), str):
             self._artifact_paths.append(Path(event["path"]))
         elif kind == "stop":
@@ -229,10 +262,12 @@ class Controller:
             self.journal.append_event("invalid_event", phase_id, {"event": event})
         self._publish()
 
-    def _on_tick(self) -> str | None:
+    def _on_tick(self, last_output: float) -> str | None:
         self._publish()
         stop = self._stop_requested()
-        return None if stop is None else f"operator stop: {stop}"
+        if stop is not None:
+            return f"operator stop: {stop}"
+        return self.watchdog.check(last_output)
 
     # -- commands, stop, pause -------------------------------------------------------------------
     def _stop_requested(self) -> str | None:
@@ -247,6 +282,7 @@ class Controller:
         return None
 
     def _stop(self, phase: PhaseSpec, outcome: PhaseOutcome) -> ExitCode:
+        self.meter.tick(phase.id, force=True)
         self.journal.set_session_state(SessionState.STOPPED, outcome.reason)
         self.reporter.incident(outcome.trigger or "stopped", phase.id, outcome.attempt,
                                {"reason": outcome.reason, **outcome.evidence})
@@ -255,6 +291,7 @@ class Controller:
         return ExitCode.STOPPED
 
     def _pause(self, outcome: PhaseOutcome) -> ExitCode:
+        self.meter.tick(None, force=True)
         self.journal.set_session_state(SessionState.PAUSED, outcome.reason)
         self.reporter.checkpoint(None)
         self._publish()
@@ -268,6 +305,15 @@ class Controller:
                 self.reporter.checkpoint(None)
         except Exception:  # noqa: BLE001 - the original error matters more than this one
             pass
+
+    def _bill_pause(self) -> None:
+        """A pod bills while it waits for an operator, unless the session file says it was released."""
+        row = self.journal.run_row()
+        info = self.run.loaded.spec.session
+        if row["state"] == SessionState.PAUSED and not info.release_when_paused and self.meter.rate:
+            waited = max(0.0, self.clock() - row["updated_at"])
+            self.journal.record_cost("gpu (paused)", None, waited * self.meter.rate / 3600, "waiting for an operator",
+                                     seconds=waited)
 
     # -- resume ------------------------------------------------------------------------------
     def _reconcile(self) -> None:
@@ -284,61 +330,21 @@ class Controller:
         gates = declared_gates(phase, stage)
         if stage == "pre":  # policies that must hold all session long are checked again before each phase
             gates = recheck_gates(self.run.loaded.spec.phases, phase) + gates
-        services = {"reviewers": self.run.loaded.spec.reviewers, "tunable": tuple(phase.tunable)}
+        services = self.inputs.gate_services(phase)
         return evaluate_stage(
             self.journal, gates, attempt,
             lambda gate, n: gate_context(gate, n, session_dir=self.run.session_dir, run_dir=root,
-                                         history=self._history(phase, n) if gate.spec.kind == "review" else {},
+                                         history=self.inputs.history(phase, n) if gate.spec.kind == "review" else {},
                                          **services),
             on_decided=self._publish,
         )
-
-    def _history(self, phase: PhaseSpec, attempt: int) -> dict[str, Any]:
-        """What a reviewer is shown of the past: this phase's metrics, earlier attempts, the last checkpoint."""
-        rows = self.journal.conn.execute(
-            "SELECT attempt, gate_id, status, summary FROM gates WHERE phase=? AND attempt<? ORDER BY attempt",
-            (phase.id, attempt)).fetchall()
-        previous: dict[int, dict[str, Any]] = {}
-        for row in rows:
-            previous.setdefault(row["attempt"], {"attempt": row["attempt"], "gates": []})["gates"].append(
-                {"gate": row["gate_id"], "status": row["status"], "summary": row["summary"]})
-        checkpoint = self.run.run_dir.checkpoint
-        return {"metrics": self.reporter.snapshot().metrics.get(phase.id, {}),
-                "previous_attempts": list(previous.values()),
-                "checkpoint_text": checkpoint.read_text() if checkpoint.exists() else None}
-
-    def _upstream(self, phase: PhaseSpec) -> dict[str, dict[str, Any]]:
-        """What a built-in phase may know of the phases before it: state, outputs, gate decisions."""
-        phases = self.run.loaded.spec.phases
-        snapshot = self.reporter.snapshot()
-        gates: dict[str, dict[str, str]] = {}
-        for gate in snapshot.gates:
-            gates.setdefault(gate.phase, {})[gate.gate_id] = gate.status
-        return {p.id: {"kind": p.kind, "state": self.journal.phase_state(p.id).value,
-                       "artifacts_dir": str(self.run.run_dir.artifacts(p.id)), "gates": gates.get(p.id, {})}
-                for p in phases[: phases.index(phase)]}
-
-    def _placeholders(self, phase: PhaseSpec, artifacts: Path) -> dict[str, str]:
-        return {"run_dir": str(self.run.run_dir.root), "artifacts": str(artifacts), "phase": phase.id,
-                "session_dir": str(self.run.session_dir)}
-
-    def _argv(self, phase: PhaseSpec, values: dict[str, str]) -> list[str]:
-        if phase.kind == "command":
-            return [expand(arg, values) for arg in phase.run]
-        spec = self.run.loaded.spec
-        context = {"phase_id": phase.id, "kind": phase.kind, "run_dir": values["run_dir"],
-                   "session_dir": values["session_dir"], "artifacts_dir": values["artifacts"],
-                   "attempt": self.journal.phase_row(phase.id)["attempts"] + 1, "seed": spec.session.seed,
-                   "params": {**phase.params, **self.journal.param_overrides(phase.id)},
-                   "model": spec.model.model_dump() if spec.model else None,
-                   "upstream": self._upstream(phase)}
-        return builtin_argv(phase, context=context, context_path=self.run.run_dir.root / "contexts" / f"{phase.id}.json")
 
     def _last_seq(self) -> int:
         return self.journal.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
 
     def _publish(self) -> None:
         """Hand journal events nobody has seen yet to the listeners (headless printer, UI)."""
+        self.meter.tick(self.watchdog.phase)
         if not self.listeners:
             return
         for row in self.journal.events_since(self._published):
@@ -349,8 +355,3 @@ class Controller:
                 listener(event)
 
 
-def _input_hash(argv: list[str], phase: PhaseSpec, params: dict[str, Any], spec_sha256: str) -> str:
-    """The key of an attempt's inputs, so a repeat of the same work is recognisable."""
-    payload = json.dumps({"argv": argv, "env": phase.env, "params": params, "spec": spec_sha256}, sort_keys=True,
-                         default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()

@@ -41,3 +41,9 @@ class JournalError(InvalidInput):
 
 class IllegalTransition(PhasegateError):
     """A state change the state machine does not allow (a bug, not a user error)."""
+
+
+class DiskFull(PhasegateError):
+    """No space left: the session stopped safely; completed results are intact."""
+
+    exit_code = ExitCode.STOPPED

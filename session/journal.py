@@ -315,6 +315,17 @@ class Journal:
             "SELECT * FROM operator_actions WHERE gate_id=? ORDER BY seq DESC LIMIT 1", (gate_id,)
         ).fetchone()
 
+    # -- telemetry -----------------------------------------------------------------------------
+    def record_gpu_samples(self, phase: str | None, samples: list) -> None:
+        """Journal one reading of every GPU (a GpuSample list)."""
+        now = self.clock()
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO gpu_samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(now, phase, s.gpu, int(s.available), s.reason, s.name, s.mem_used_mb, s.mem_total_mb, s.util_pct,
+                  s.temp_c, s.power_w, s.proc_mem_mb) for s in samples],
+            )
+
     # -- money and parameters ----------------------------------------------------------------
     def record_cost(self, kind: str, phase: str | None, amount_usd: float, note: str, seconds: float | None = None) -> None:
         """Add a line to the budget ledger."""

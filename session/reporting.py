@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import sqlite3
+import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,11 +13,25 @@ from typing import Any
 
 from phasegate.checkpoints.render import render_checkpoint, render_incident
 
+from .errors import DiskFull
 from .rundir import atomic_write_text, fsync_dir, sha256_file, utc_stamp
 from .runs import OpenRun
-from .snapshot import RunSnapshot, take_snapshot
+from .snapshot import RunSnapshot, iso, take_snapshot
+from .states import SessionState
 
 LOG_TAIL_LINES = 40
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC from a file write, or SQLite saying its disk is full."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+
+
+def fallback_incident_dir() -> Path:
+    """Where an incident goes when the run folder's disk is full (another filesystem, usually)."""
+    return Path(os.environ.get("PHASEGATE_FALLBACK_DIR") or tempfile.gettempdir()) / "phasegate-incidents"
 
 
 def tail_lines(path: Path, count: int = LOG_TAIL_LINES) -> list[str]:
@@ -51,6 +68,14 @@ class Reporter:
         self.run.journal.append_event("checkpoint_written", phase_id, {"path": str(path)})
         return path
 
+    def timeline(self, phase_id: str | None, limit: int = 30) -> list[str]:
+        """The run's last events (this phase's and the session's), one line each."""
+        rows = self.run.journal.conn.execute(
+            "SELECT ts, type, phase, data FROM events WHERE (phase IS NULL OR phase = ?) AND type != 'progress'"
+            " ORDER BY seq DESC LIMIT ?", (phase_id, limit)).fetchall()
+        return [f"- {iso(r['ts'])} {r['type']}{' ' + r['phase'] if r['phase'] else ''}: {_brief(r['data'])}"
+                for r in reversed(rows)]
+
     def incident(self, trigger: str, phase_id: str | None, attempt: int | None, evidence: dict[str, Any]) -> Path:
         """Write incidents/INCIDENT-<stamp>.md with the evidence, the log tail and the way back."""
         now = self.clock()
@@ -63,9 +88,37 @@ class Reporter:
             path = path.with_name(f"INCIDENT-{utc_stamp(datetime.fromtimestamp(now, UTC))}-{n}.md")
         log_tail = tail_lines(self.run.run_dir.log(phase_id)) if phase_id else []
         text = render_incident(self.snapshot(), trigger=trigger, phase=phase_id, attempt=attempt,
-                               evidence=evidence, log_tail=log_tail, now=now)
-        atomic_write_text(path, text)
+                               evidence=evidence, log_tail=log_tail, now=now, timeline=self.timeline(phase_id))
+        atomic_write_text(path, text, mode=0o600)
         self.run.journal.append_event("incident_written", phase_id, {"path": str(path), "trigger": trigger})
+        return path
+
+    def disk_full(self, exc: BaseException) -> DiskFull:
+        """Stop safely on a full disk: journal the stop if possible, and write the incident where there is room."""
+        reason = f"disk full: {exc}"
+        try:
+            self.run.journal.set_session_state(SessionState.STOPPED, reason)
+        except Exception:  # noqa: BLE001 - the journal's disk is the full one; resume reconciles later
+            pass
+        try:
+            where = self.incident("disk_full", None, None, {"error": str(exc)})
+        except Exception:  # noqa: BLE001 - the run folder is full: use the fallback location
+            where = self._fallback_incident(reason)
+        return DiskFull(f"{self.run.run_dir.root}: no space left on device ({exc}). Completed results are intact. "
+                        f"Free some space, then `phasegate resume {self.run.run_dir.root}`. Incident report: {where}")
+
+    def _fallback_incident(self, reason: str) -> Path:
+        folder = fallback_incident_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        now = self.clock()
+        path = folder / f"INCIDENT-{self.run.run_dir.root.name}-{utc_stamp(datetime.fromtimestamp(now, UTC))}.md"
+        try:
+            text = render_incident(self.snapshot(), trigger="disk_full", phase=None, attempt=None,
+                                   evidence={"reason": reason}, log_tail=[], now=now)
+        except Exception:  # noqa: BLE001 - even reading may fail; say the essentials
+            text = f"# Incident: disk full\n\nRun: {self.run.run_dir.root}\nReason: {reason}\n"
+        path.write_text(text)
+        path.chmod(0o600)
         return path
 
     def durable_artifacts(self, folder: Path, declared: Iterable[Path]) -> list[tuple[str, str, int]]:
@@ -79,6 +132,10 @@ class Reporter:
         for directory in {p.parent for p in files} | {folder}:
             fsync_dir(directory)
         return records
+
+
+def _brief(data: str, limit: int = 160) -> str:
+    return data if len(data) <= limit else data[: limit - 1] + "…"
 
 
 def _display(path: Path, root: Path) -> str:

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .errors import RunDirError
-from .faults import crash_point
+from .faults import crash_point, disk_full_fault
 
 
 def fsync_dir(path: Path) -> None:
@@ -30,6 +30,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            disk_full_fault(handle)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

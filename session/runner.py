@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -17,6 +18,8 @@ from typing import Any
 from .child import EVENTS_FD_ENV
 
 PR_SET_PDEATHSIG = 1
+# What a CUDA out-of-memory looks like in a phase's output (PyTorch, cuBLAS, the CUDA runtime).
+OOM_PATTERN = re.compile(r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|cudaErrorMemoryAllocation")
 MAX_EVENT_LINE = 1 << 20
 TICK_S = 0.25
 
@@ -36,14 +39,18 @@ def process_is(pid: int, start_time: str | None) -> bool:
     return start_time is not None and process_start_time(pid) == start_time
 
 
-def end_process_group(pgid: int, grace_s: float = 5.0) -> None:
-    """Ask a process group to end (SIGTERM), then kill it (SIGKILL) after the grace period."""
+def end_process_group(pgid: int, grace_s: float = 5.0, reap: Callable[[], object] = lambda: None) -> None:
+    """Ask a process group to end (SIGTERM), then kill it (SIGKILL) after the grace period.
+
+    `reap` collects our own exited child: a zombie still counts as a member of its group.
+    """
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
+        reap()
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
@@ -92,10 +99,12 @@ class LogPump:
 
     def __init__(self, fd: int, log_path: Path, redact: Callable[[str], str]) -> None:
         self.fd = fd
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
+        # Logs may hold what a phase printed about its environment: private to the user (0600).
+        self._log = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
         self._redact = redact
         self._partial = b""
         self.last_output = time.monotonic()
+        self.oom_line: str | None = None
 
     def pump(self) -> bool:
         """Copy what is available; False at end of file."""
@@ -114,7 +123,10 @@ class LogPump:
 
     def _write(self, lines: list[bytes]) -> None:
         if lines:
-            text = "\n".join(self._redact(line.decode("utf-8", errors="replace")) for line in lines) + "\n"
+            decoded = [self._redact(line.decode("utf-8", errors="replace")) for line in lines]
+            if self.oom_line is None:
+                self.oom_line = next((line for line in decoded if OOM_PATTERN.search(line)), None)
+            text = "\n".join(decoded) + "\n"
             self._log.write(text.encode("utf-8"))
             self._log.flush()
 
@@ -158,10 +170,13 @@ class Child:
                         selector.unregister(self.output.fd)
                 interrupted = on_tick() or _timed_out(deadline)
                 if interrupted:
-                    end_process_group(self.pid)
+                    end_process_group(self.pid, reap=self.popen.poll)
                     self.popen.wait()
                     break
             self._drain(on_event)
+        except BaseException:  # the controller cannot go on (disk full, say): the child must not run on alone
+            end_process_group(self.pid, grace_s=2.0, reap=self.popen.poll)
+            raise
         finally:
             selector.close()
             self.output.close()

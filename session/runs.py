@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .errors import JournalError, RunDirError
 from .journal import Journal
@@ -24,9 +25,35 @@ class OpenRun:
     loaded: LoadedSpec
 
     @property
-    def spec_budget(self) -> dict[str, float | None]:
+    def spec_budget(self) -> dict[str, Any]:
+        """What the budget view needs from the session file, with the projection of the phases left."""
         info = self.loaded.spec.session
-        return {"budget_usd": info.budget_usd, "gpu_hourly_usd": info.gpu_hourly_usd}
+        return {"budget_usd": info.budget_usd, "gpu_hourly_usd": info.gpu_hourly_usd, "gpu": info.gpu,
+                "warn_at": info.budget_warn_at, "remaining_hours": self.remaining_hours()}
+
+    def phase_estimate_min(self, phase_id: str) -> float | None:
+        """Minutes a phase should take: its declared estimate, else measured throughput of an earlier phase."""
+        phases = self.loaded.spec.phases
+        phase = self.loaded.spec.phase(phase_id)
+        if phase.estimate_min is not None:
+            return phase.estimate_min
+        count = phase.params.get("count")
+        if not isinstance(count, int | float):
+            return None
+        for earlier in reversed(phases[: phases.index(phase)]):
+            row = self.journal.phase_row(earlier.id)
+            done_count = earlier.params.get("count")
+            if row["state"] == "passed" and isinstance(done_count, int | float) and done_count and row["ended_at"]:
+                minutes = (row["ended_at"] - row["started_at"]) / 60
+                return minutes / done_count * count  # items per minute measured in the earlier phase
+        return None
+
+    def remaining_hours(self) -> float | None:
+        """Hours the phases not yet passed should take, from the estimates that are known."""
+        estimates = [self.phase_estimate_min(p.id) for p in self.loaded.spec.phases
+                     if self.journal.phase_state(p.id).value not in ("passed", "skipped")]
+        known = [e for e in estimates if e is not None]
+        return sum(known) / 60 if known else (0.0 if not estimates else None)
 
     @property
     def session_dir(self) -> Path:

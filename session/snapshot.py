@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 from .journal import Journal
 from .rundir import RunDir, controller_is_live
-from .states import FINISHED_SESSION_STATES, SessionState
+from .states import SessionState
 
 
 def iso(ts: float | None) -> str | None:
@@ -168,15 +167,16 @@ def _gates(conn: sqlite3.Connection) -> tuple[GateView, ...]:
     )
 
 
-def _budget(run: sqlite3.Row, spec_budget: dict[str, float | None], now: float) -> dict[str, Any]:
-    end = run["updated_at"] if run["state"] in FINISHED_SESSION_STATES else now
-    hours = max(0.0, end - run["created_at"]) / 3600
-    rate = spec_budget.get("gpu_hourly_usd")
-    allocation = spec_budget.get("budget_usd")
-    spent = round(hours * rate, 4) if rate is not None else None
-    left = round(allocation - spent, 4) if allocation is not None and spent is not None else None
-    return {"allocation_usd": allocation, "gpu_hourly_usd": rate, "spent_usd": spent, "left_usd": left,
-            "wall_hours": round(hours, 4)}
+def _budget(conn: sqlite3.Connection, inputs: dict[str, Any], gpu_name: str | None) -> dict[str, Any]:
+    from .budget import budget_view, ledger_totals, price_for
+
+    spent, hours, per_phase = ledger_totals(conn)
+    rate = inputs.get("gpu_hourly_usd")
+    if rate is None:
+        rate = price_for(inputs.get("gpu")) or price_for(gpu_name)
+    return budget_view(spent=spent, billed_hours=hours, allocation=inputs.get("budget_usd"), rate=rate,
+                       remaining_hours=inputs.get("remaining_hours"), warn_at=inputs.get("warn_at", 0.8),
+                       per_phase=per_phase)
 
 
 def _gpu(conn: sqlite3.Connection) -> GpuView:
@@ -185,7 +185,7 @@ def _gpu(conn: sqlite3.Connection) -> GpuView:
         return GpuView(available=False, reason="no sample yet")
     last = rows[0]
     if not last["available"]:
-        return GpuView(available=False, reason=last["reason"])
+        return GpuView(available=False, reason=last["reason"], name=last["name"])
     peak = conn.execute("SELECT MAX(mem_used_mb) FROM gpu_samples WHERE gpu = 0").fetchone()[0]
     history = tuple(100.0 * r["mem_used_mb"] / r["mem_total_mb"] for r in reversed(rows)
                     if r["available"] and r["mem_used_mb"] is not None and r["mem_total_mb"])
@@ -214,13 +214,14 @@ def take_snapshot(run_dir: RunDir, journal: Journal, *, spec_budget: dict[str, f
             metrics.setdefault(r["phase"], {})[r["name"]] = r["value"]
         actions = tuple(dict(r) for r in conn.execute("SELECT gate_id, action, note, ts FROM operator_actions ORDER BY seq"))
         gpu = _gpu(conn)
+        budget = _budget(conn, spec_budget or {}, gpu.name)
     finally:
         conn.execute("COMMIT")
     return RunSnapshot(
         run_id=run["run_id"], name=run["name"], state=SessionState(run["state"]).value, reason=run["reason"],
         run_dir=run_dir.root.resolve(), session_dir=Path(run["session_dir"]), created_at=run["created_at"],
         updated_at=run["updated_at"], phases=phases, gates=gates, artifacts=artifacts, metrics=metrics,
-        operator_actions=actions, budget=_budget(run, spec_budget or {}, now if now is not None else time.time()),
+        operator_actions=actions, budget=budget,
         controller_live=controller_is_live(run_dir),
         checkpoint=run_dir.checkpoint if run_dir.checkpoint.exists() else None,
         incident=_latest(run_dir.incidents, "INCIDENT-*.md"), gpu=gpu,

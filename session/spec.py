@@ -40,6 +40,13 @@ class SessionInfo(_Strict):
     budget_usd: float | None = Field(None, gt=0, description="Money this session may spend in US dollars; the session stops when it is used up.")
     gpu_hourly_usd: float | None = Field(None, ge=0, description="What the GPU costs per hour in US dollars, for the budget ledger.")
     seed: int = Field(0, description="Session seed; built-in phases derive their own seeds from it unless a phase sets `seed`.")
+    gpu: str | None = Field(None, description="GPU model for the built-in price table when `gpu_hourly_usd` is not set, e.g. \"H100\" (else the name NVML reports is used).")
+    budget_warn_at: float = Field(0.8, gt=0, le=1, description="Fraction of `budget_usd` at which a warning is raised; at 1.0 the session stops.")
+    release_when_paused: bool = Field(False, description="The pod is released while the session waits for an operator, so paused time is not billed.")
+    stall_timeout_s: float | None = Field(None, gt=0, description="Stop when a phase shows no event and no log output for this many seconds (a phase may set its own).")
+    oom_memory_fraction: float = Field(0.98, gt=0, le=1, description="GPU memory use at or above this fraction, sustained for `oom_samples` samples, counts as out-of-memory.")
+    oom_samples: int = Field(5, ge=1, description="How many consecutive 1 Hz samples at `oom_memory_fraction` trigger the out-of-memory stop.")
+    ab_discrepancy_max: float = Field(0.02, ge=0, description="A phase metric `ab_discrepancy` above this stops the session (the reference's A/B check).")
 
 
 class GateSpec(BaseModel):
@@ -63,6 +70,8 @@ class PhaseSpec(_Strict):
     kind: str = Field("command", description="`command` runs `run`; the built-in kinds are " + ", ".join(BUILTIN_PHASE_KINDS) + ".")
     run: list[str] = Field(default_factory=list, description="For `command` phases: the argv to run (no shell). Placeholders: " + ", ".join("{" + k + "}" for k in PLACEHOLDERS) + ".")
     timeout_s: float | None = Field(None, gt=0, description="Seconds the phase may run before it is ended and counted as failed.")
+    stall_timeout_s: float | None = Field(None, gt=0, description="This phase's own stall limit (overrides the session's).")
+    estimate_min: float | None = Field(None, gt=0, description="Expected minutes, for the budget projection (else measured throughput is used where it applies).")
     retries: int = Field(0, ge=0, le=20, description="How many times a failed phase (or a failed gate after it) is run again before the session stops.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for the child process.")
     params: dict[str, Any] = Field(default_factory=dict, alias="with", description="The `[phases.with]` table: parameters of a built-in phase.")

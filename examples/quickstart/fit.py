@@ -25,7 +25,7 @@ def main():
     model = {}
     for label, counter in counts.items():
         total = sum(counter.values()) + len(vocab)
-        model[label] = {word: math.log((counter[word] + 1) / total) for word in vocab}
+        model[label] = {word: math.log((counter[word] + 1) / total) for word in sorted(vocab)}
     with open(args.out + ".tmp", "w") as handle:
         json.dump(model, handle)
         handle.flush()

@@ -20,3 +20,9 @@ def test_stage1_example_pauses_for_review_then_completes(tmp_path):
     assert status["state"] == "completed"
     assert {g["gate_id"]: g["status"] for g in status["gates"]}["pilot-review"] == "pass"
     assert (run_dir / "artifacts" / "versions" / "session_versions.json").exists()
+
+
+def test_every_example_session_file_is_valid():
+    for example in sorted(EXAMPLE.parent.glob("*.toml")):
+        result = run_cli("check", example)
+        assert result.returncode == 0, f"{example.name}: {result.stderr}"

@@ -1,0 +1,96 @@
+"""What a phase and its gates are given: argv, parameters, upstream state, history, budget."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from .budget import price_for
+from .builtins import builtin_argv
+from .gpu import GpuReader
+from .reporting import Reporter
+from .runs import OpenRun
+from .spec import PhaseSpec, expand
+
+
+class PhaseInputs:
+    """Builds the inputs of a phase's child and of its gates from the session file and the journal."""
+
+    def __init__(self, run: OpenRun, reporter: Reporter) -> None:
+        self.run = run
+        self.spec = run.loaded.spec
+        self.reporter = reporter
+
+    def params(self, phase: PhaseSpec) -> dict[str, Any]:
+        """The phase's `[phases.with]` table with any reviewer-accepted changes applied."""
+        return {**phase.params, **self.run.journal.param_overrides(phase.id)}
+
+    def gate_services(self, phase: PhaseSpec) -> dict[str, Any]:
+        """What gates of this phase may use besides their options."""
+        return {"reviewers": self.spec.reviewers, "tunable": tuple(phase.tunable), "budget": self.budget_for(phase)}
+
+    def budget_for(self, phase: PhaseSpec) -> dict[str, Any]:
+        """Money left and the projected hours of this phase and of all phases left, for `budget` gates."""
+        budget = self.reporter.snapshot().budget
+        estimate = self.run.phase_estimate_min(phase.id)
+        return {"left_usd": budget["left_usd"], "gpu_hourly_usd": budget["gpu_hourly_usd"],
+                "phase_hours": estimate / 60 if estimate is not None else None,
+                "remaining_hours": self.run.remaining_hours()}
+
+    def history(self, phase: PhaseSpec, attempt: int) -> dict[str, Any]:
+        """What a reviewer is shown of the past: this phase's metrics, earlier attempts, the last checkpoint."""
+        rows = self.run.journal.conn.execute(
+            "SELECT attempt, gate_id, status, summary FROM gates WHERE phase=? AND attempt<? ORDER BY attempt",
+            (phase.id, attempt)).fetchall()
+        previous: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            previous.setdefault(row["attempt"], {"attempt": row["attempt"], "gates": []})["gates"].append(
+                {"gate": row["gate_id"], "status": row["status"], "summary": row["summary"]})
+        checkpoint = self.run.run_dir.checkpoint
+        return {"metrics": self.reporter.snapshot().metrics.get(phase.id, {}),
+                "previous_attempts": list(previous.values()),
+                "checkpoint_text": checkpoint.read_text() if checkpoint.exists() else None}
+
+    def upstream(self, phase: PhaseSpec) -> dict[str, dict[str, Any]]:
+        """What a built-in phase may know of the phases before it: state, outputs, gate decisions."""
+        phases = self.spec.phases
+        snapshot = self.reporter.snapshot()
+        gates: dict[str, dict[str, str]] = {}
+        for gate in snapshot.gates:
+            gates.setdefault(gate.phase, {})[gate.gate_id] = gate.status
+        return {p.id: {"kind": p.kind, "state": self.run.journal.phase_state(p.id).value,
+                       "artifacts_dir": str(self.run.run_dir.artifacts(p.id)), "gates": gates.get(p.id, {})}
+                for p in phases[: phases.index(phase)]}
+
+    def placeholders(self, phase: PhaseSpec, artifacts: Path) -> dict[str, str]:
+        return {"run_dir": str(self.run.run_dir.root), "artifacts": str(artifacts), "phase": phase.id,
+                "session_dir": str(self.run.session_dir)}
+
+    def argv(self, phase: PhaseSpec, values: dict[str, str]) -> list[str]:
+        if phase.kind == "command":
+            return [expand(arg, values) for arg in phase.run]
+        spec = self.spec
+        context = {"phase_id": phase.id, "kind": phase.kind, "run_dir": values["run_dir"],
+                   "session_dir": values["session_dir"], "artifacts_dir": values["artifacts"],
+                   "attempt": self.run.journal.phase_row(phase.id)["attempts"] + 1, "seed": spec.session.seed,
+                   "params": self.params(phase),
+                   "model": spec.model.model_dump() if spec.model else None,
+                   "upstream": self.upstream(phase)}
+        return builtin_argv(phase, context=context, context_path=self.run.run_dir.root / "contexts" / f"{phase.id}.json")
+
+
+def hourly_rate(info, reader: GpuReader) -> float | None:
+    """The session file's rate, else the price table's for the named GPU or the one NVML sees."""
+    if info.gpu_hourly_usd is not None:
+        return info.gpu_hourly_usd
+    names = [info.gpu] + [s.name for s in reader.read(()) if s.available]
+    return next((price for name in names if (price := price_for(name)) is not None), None)
+
+
+def input_hash(argv: list[str], phase: PhaseSpec, params: dict[str, Any], spec_sha256: str) -> str:
+    """The key of an attempt's inputs, so a repeat of the same work is recognisable."""
+    payload = json.dumps({"argv": argv, "env": phase.env, "params": params, "spec": spec_sha256}, sort_keys=True,
+                         default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()

@@ -1,0 +1,89 @@
+"""Recovering what a run completed when its journal cannot be trusted: from the last checkpoint's hashes."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import yaml
+
+from .errors import RunDirError
+from .rundir import RunDir, sha256_file
+from .runs import OpenRun, create_run
+from .spec import load_spec
+
+
+@dataclass(frozen=True)
+class ArtifactCheck:
+    phase: str
+    path: str
+    sha256: str
+    status: str  # ok | changed | missing
+
+
+@dataclass(frozen=True)
+class RecoveryPlan:
+    """What the last checkpoint says was done, checked against the files on disk."""
+
+    run_dir: RunDir
+    checkpoint: Path
+    completed: tuple[str, ...]
+    artifacts: tuple[ArtifactCheck, ...]
+    session_dir: Path | None = None
+
+    @property
+    def recoverable(self) -> tuple[str, ...]:
+        """Completed phases whose every recorded artifact is still there with the same hash."""
+        bad = {a.phase for a in self.artifacts if a.status != "ok"}
+        return tuple(p for p in self.completed if p not in bad)
+
+
+def _front_matter(path: Path) -> dict:
+    parts = path.read_text(encoding="utf-8", errors="replace").split("---", 2)
+    data = yaml.safe_load(parts[1]) if len(parts) == 3 else None
+    return data if isinstance(data, dict) else {}
+
+
+def _check(run_dir: RunDir, record: dict) -> ArtifactCheck:
+    path = Path(record["path"])
+    full = path if path.is_absolute() else run_dir.root / path
+    if not full.is_file():
+        status = "missing"
+    else:
+        status = "ok" if sha256_file(full) == record["sha256"] else "changed"
+    return ArtifactCheck(record["phase"], record["path"], record["sha256"], status)
+
+
+def plan_recovery(root: Path) -> RecoveryPlan:
+    """Read the newest checkpoint that lists its work and verify every artifact it names."""
+    run_dir = RunDir(Path(root).resolve())
+    candidates = sorted(run_dir.checkpoints.glob("*.md"), reverse=True) + [run_dir.checkpoint]
+    for checkpoint in candidates:
+        if checkpoint.exists() and "completed_phases" in (data := _front_matter(checkpoint)):
+            checks = tuple(_check(run_dir, a) for a in data.get("artifacts") or [])
+            session_dir = Path(data["session_dir"]) if data.get("session_dir") else None
+            return RecoveryPlan(run_dir, checkpoint, tuple(data["completed_phases"]), checks, session_dir)
+    raise RunDirError(f"{run_dir.root}: no checkpoint lists completed work; nothing can be recovered, "
+                      f"start the session again with `phasegate run {run_dir.spec}`")
+
+
+def recover_into(plan: RecoveryPlan, target: Path) -> OpenRun:
+    """A new run from the frozen session file, with the recoverable phases imported as passed."""
+    frozen = load_spec(plan.run_dir.spec)
+    if plan.session_dir is not None:  # relative paths and phase commands resolve where the session file was
+        frozen = replace(frozen, path=plan.session_dir / "session.toml")
+    run = create_run(frozen, target)
+    journal = run.journal
+    for phase in plan.recoverable:
+        source = plan.run_dir.artifacts(phase)
+        if source.exists():
+            shutil.copytree(source, run.run_dir.artifacts(phase), dirs_exist_ok=True)
+        attempt = journal.begin_attempt(phase, "recovered")
+        records = [(a.path, a.sha256, 0) for a in plan.artifacts if a.phase == phase]
+        sizes = [(path, digest, (run.run_dir.root / path).stat().st_size if (run.run_dir.root / path).exists() else 0)
+                 for path, digest, _ in records]
+        journal.mark_exited(phase, attempt, 0, sizes)
+        journal.finish_attempt(phase, attempt, passed=True, reason=f"recovered from {plan.run_dir.root}")
+    journal.append_event("recovered", None, {"from": str(plan.run_dir.root), "phases": list(plan.recoverable)})
+    return run
