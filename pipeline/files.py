@@ -1,49 +1,22 @@
-"""Small file helpers: atomic writes and streaming sha256 hashes."""
+"""Small file helpers for the built-in phases: atomic JSON/JSONL writes and hashes (on session.durable)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from phasegate.session import durable
 
 _CHUNK = 1 << 20
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` so that readers see the old file or the whole new one, never part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; outputs are meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable by syncing its directory (a no-op where the OS cannot)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Write `text` so that readers see the old file or the whole new one, never part (shared with the controller)."""
+    durable.atomic_write_text(Path(path), text)
+    return Path(path)
 
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
@@ -63,13 +36,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def sha256_file(path: str | Path) -> str:
-    """The sha256 of a file, read in 1 MiB chunks so multi-GB weights never sit in memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+sha256_file = durable.sha256_file
 
 
 def sha256_text(text: str) -> str:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .rundir import atomic_write_text
+from .durable import atomic_write_text
 from .spec import PhaseSpec
 
 

@@ -18,7 +18,7 @@ from phasegate.reviews.redact import Redactor
 from .budget import BudgetMeter
 from .child import EARLY_STOP_EXIT
 from .errors import ExitCode, RunDirError
-from .faults import crash_point
+from .faults import CRASH_ENV, ENOSPC_ENV, crash_point
 from .gating import declared_gates, evaluate_stage, gate_context, recheck_gates
 from .gpu import GpuReader, default_reader
 from .phase_inputs import PhaseInputs, hourly_rate, input_hash
@@ -189,7 +189,8 @@ class Controller:
         artifacts.mkdir(parents=True)
         self._artifact_paths = []
         self._stop_event = None
-        env = {**self.base_env, **phase.env, "PHASEGATE_RUN_DIR": str(self.run.run_dir.root),
+        inherited = {k: v for k, v in self.base_env.items() if k not in (CRASH_ENV, ENOSPC_ENV)}  # faults are ours
+        env = {**inherited, **phase.env, "PHASEGATE_RUN_DIR": str(self.run.run_dir.root),
                "PHASEGATE_PHASE": phase.id, "PHASEGATE_ATTEMPT": str(attempt), "PHASEGATE_ARTIFACTS": str(artifacts),
                "PHASEGATE_PARAMS": json.dumps(params, sort_keys=True, default=str)}
         child = spawn(argv, cwd=self.run.session_dir, env=env, log_path=self.run.run_dir.log(phase.id),

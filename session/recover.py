@@ -8,8 +8,9 @@ from pathlib import Path
 
 import yaml
 
+from .durable import sha256_file
 from .errors import RunDirError
-from .rundir import RunDir, sha256_file
+from .rundir import RunDir
 from .runs import OpenRun, create_run
 from .spec import load_spec
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from phasegate.checkpoints.render import render_checkpoint, render_incident
 
+from .durable import atomic_write_text, fsync_dir, sha256_file
 from .errors import DiskFull
-from .rundir import atomic_write_text, fsync_dir, sha256_file, utc_stamp
+from .rundir import utc_stamp
 from .runs import OpenRun
 from .snapshot import RunSnapshot, iso, take_snapshot
 from .states import SessionState

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .durable import atomic_write_text, fsync_dir
 from .errors import JournalError, RunDirError
 from .journal import Journal
-from .rundir import RunDir, atomic_write_text, fsync_dir, utc_stamp
+from .rundir import RunDir, utc_stamp
 from .spec import LoadedSpec, load_spec
 
 
