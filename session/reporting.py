@@ -130,7 +130,10 @@ class Reporter:
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
             records.append((_display(path, self.run.run_dir.root), sha256_file(path), path.stat().st_size))
-        for directory in {p.parent for p in files} | {folder}:
+        # Every folder from artifacts/ down to each file: attempts recreate artifacts/<phase> itself.
+        directories = {folder, folder.parent} | {p.parent for p in files}
+        directories |= {d for p in files for d in p.parents if d == folder or folder in d.parents}
+        for directory in directories:
             fsync_dir(directory)
         return records
 
