@@ -1,6 +1,6 @@
 """Gate kinds: importing this package registers every built-in kind in GATE_KINDS."""
 
-from . import approval, artifact, budget, policy, review, threshold  # noqa: F401  (imported to register the kinds)
+from . import approval, artifact, budget, policy, review, stat, threshold  # noqa: F401  (imported to register the kinds)
 from .base import GATE_KINDS, Gate, GateContext, GateResult, GateStatus, register
 from .options import GATE_OPTION_MODELS, gate_kind, validate_gate_options
 

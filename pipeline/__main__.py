@@ -19,7 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m phasegate.pipeline",
         description="Run one built-in phase. Exit codes: 0 done, 1 internal error, "
-        "2 invalid input (context, params, model path), 3 stopped (contamination).",
+        "2 invalid input (context, params, model path, data), 3 stopped (contamination, "
+        "LoRA parameters without gradients).",
     )
     parser.add_argument("kind", choices=sorted(PHASES), help="the built-in phase to run")
     parser.add_argument("--context", required=True, help="JSON file written by the controller")

@@ -20,7 +20,7 @@ class UpstreamPhase(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     kind: str = Field(description="The earlier phase's kind, e.g. 'generate'.")
-    state: str = Field(description="Its state: passed, failed, pending or running.")
+    state: str = Field(description="Its state: pending, running, passed, failed or skipped.")
     artifacts_dir: Path = Field(description="Where that phase wrote its outputs.")
     gates: dict[str, str] = Field(
         default_factory=dict,
@@ -52,10 +52,6 @@ class PhaseContext(BaseModel):
         default_factory=dict,
         description="Every earlier phase of the session by phase id, in session order: its kind, "
         "state, artifacts folder and gate statuses (how a phase finds and vets its inputs).",
-    )
-    upstream: dict[str, dict[str, Any]] = Field(
-        default_factory=dict,
-        description="Earlier phases: {id: {kind, state, artifacts_dir, gates: {gate_id: status}}}.",
     )
 
     @classmethod

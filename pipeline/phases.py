@@ -1,23 +1,26 @@
-"""The built-in phases: load_check, baseline_eval and generate (the pilot)."""
+"""The built-in phases by kind: load_check, baseline_eval, generate (the pilot) here; scale,
+testset, sft and evaluate in their own modules."""
 
 from __future__ import annotations
 
+import importlib
 import json
-import platform
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from .context import PhaseContext
-from .errors import EXIT_STOPPED, PhaseInputError
-from .files import atomic_write_json, atomic_write_jsonl, sha256_file
+from .errors import EXIT_STOPPED
+from .files import atomic_write_jsonl, sha256_file
 from .following import HELDOUT_CASES, follow_rate, run_cases
 from .generate import GenerationSettings
 from .loader import LoadedModel, load_clean
+from .phase_io import environment as _environment
+from .phase_io import file_entry as _file_entry
+from .phase_io import parse_params as _params
+from .phase_io import write_output as _write
 from .pilot import GenerateParams, run_batches
 from .prompts import RESPONSE_STOPS
 from .qc import merge_thresholds, qc_metrics, write_qc_summary
@@ -36,23 +39,6 @@ class BaselineParams(BaseModel):
 
     max_new_tokens: int = Field(32, ge=1, description="Token limit of one answer.")
     batch_size: int = Field(16, ge=1, description="Prompts per generation batch.")
-
-
-def _params(ctx: PhaseContext, model: type[BaseModel]) -> Any:
-    """The phase's parameters, validated, with an error that names the phase."""
-    try:
-        return model.model_validate(ctx.params)
-    except ValidationError as error:
-        raise PhaseInputError(
-            f"phase {ctx.phase_id!r} ({ctx.kind}): invalid [phases.with]:\n{error}"
-        ) from error
-
-
-def _write(ctx: PhaseContext, name: str, data: Any) -> Path:
-    """Write one JSON output atomically and declare it to the controller."""
-    path = atomic_write_json(ctx.artifacts_dir / name, data)
-    ctx.reporter.artifact(path)
-    return path
 
 
 def _write_provenance(ctx: PhaseContext, loaded: LoadedModel) -> dict[str, str]:
@@ -110,27 +96,6 @@ def baseline_eval(ctx: PhaseContext) -> int:
     return 0
 
 
-def _environment() -> dict[str, Any]:
-    """Where this phase ran."""
-    import torch
-    import transformers
-
-    cuda = torch.cuda.is_available()
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "cuda_available": cuda,
-        "gpu": torch.cuda.get_device_name(0) if cuda else None,
-    }
-
-
-def _file_entry(path: Path) -> dict[str, Any]:
-    """A manifest entry: size and sha256 of one output."""
-    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-
-
 def generate(ctx: PhaseContext) -> int:
     """The pilot: generate, judge, answer, judge, then write the data, QC summary and manifest."""
     params = _params(ctx, GenerateParams)
@@ -176,8 +141,22 @@ def generate(ctx: PhaseContext) -> int:
     return 0
 
 
+def _lazy(module: str, name: str) -> Callable[[PhaseContext], int]:
+    """A phase whose module is imported only when it runs (peft, ray: only where needed)."""
+
+    def run(ctx: PhaseContext) -> int:
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)(ctx)
+
+    run.__name__ = run.__qualname__ = name
+    return run
+
+
 PHASES: dict[str, Callable[[PhaseContext], int]] = {
     "load_check": load_check,
     "baseline_eval": baseline_eval,
     "generate": generate,
+    "scale": _lazy("scale", "scale"),
+    "testset": _lazy("testset", "testset"),
+    "sft": _lazy("sft", "sft"),
+    "evaluate": _lazy("evaluate", "evaluate"),
 }
