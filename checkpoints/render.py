@@ -11,8 +11,12 @@ import yaml
 from phasegate.session.snapshot import RunSnapshot, iso
 
 
+# libyaml's emitter where present: the front matter is rewritten at every phase boundary.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def _front_matter(data: dict[str, Any]) -> str:
-    return "---\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True) + "---\n"
+    return "---\n" + yaml.dump(data, Dumper=_DUMPER, sort_keys=False, allow_unicode=True) + "---\n"
 
 
 def _duration(seconds: float | None) -> str:

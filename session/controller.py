@@ -19,7 +19,7 @@ from .budget import BudgetMeter
 from .child import EARLY_STOP_EXIT
 from .errors import ExitCode, RunDirError
 from .faults import CRASH_ENV, ENOSPC_ENV, crash_point
-from .gating import declared_gates, evaluate_stage, gate_context, recheck_gates
+from .gating import StageOutcome, declared_gates, evaluate_stage, gate_context, recheck_gates
 from .gpu import GpuReader, default_reader
 from .phase_inputs import PhaseInputs, hourly_rate, input_hash
 from .reporting import Reporter, is_disk_full
@@ -326,12 +326,14 @@ class Controller:
             self.journal.discard_attempt(row["phase"], row["attempt"], "interrupted by a controller crash")
 
     # -- helpers -----------------------------------------------------------------------------
-    def _gates(self, phase: PhaseSpec, stage: str, attempt: int):
+    def _gates(self, phase: PhaseSpec, stage: str, attempt: int) -> StageOutcome:
         root = self.run.run_dir.root
         gates = declared_gates(phase, stage)
         if stage == "pre":  # policies that must hold all session long are checked again before each phase
             gates = recheck_gates(self.run.loaded.spec.phases, phase) + gates
-        services = self.inputs.gate_services(phase)
+        if not gates:
+            return StageOutcome()
+        services = self.inputs.gate_services(phase)  # reads the journal: only when a gate will use it
         return evaluate_stage(
             self.journal, gates, attempt,
             lambda gate, n: gate_context(gate, n, session_dir=self.run.session_dir, run_dir=root,
