@@ -47,6 +47,19 @@ def _finish(run, code: ExitCode, headless: bool) -> None:
     raise typer.Exit(int(code))
 
 
+def _wants_tui(headless: bool) -> bool:
+    """On a terminal, without --headless, `run` and `resume` open the full-screen UI."""
+    return not headless and sys.stdout.isatty()
+
+
+def _supervise(root: Path) -> None:
+    """Run the controller headless in its own process and watch it in the TUI; exits with the run's code."""
+    # Imported here so that textual loads only when the UI opens.
+    from phasegate.tui.launch import run_tui, spawn_controller
+
+    raise typer.Exit(run_tui(root, mode="run", child=spawn_controller(root)))
+
+
 @app.command()
 def run(session: SessionArg, run_dir: Annotated[Path | None, typer.Option(help="Where to create the run "
         "folder (default: runs/<name>-<UTC stamp>/).")] = None, headless: HeadlessOpt = False) -> None:
@@ -56,6 +69,9 @@ def run(session: SessionArg, run_dir: Annotated[Path | None, typer.Option(help="
     from .spec import load_spec
 
     opened = create_run(load_spec(session), run_dir)
+    if _wants_tui(headless):
+        opened.journal.close()
+        _supervise(opened.run_dir.root)
     if not headless:
         typer.echo(f"run folder: {opened.run_dir.root}", err=True)
     _finish(opened, Controller(opened, listeners=_listeners(headless), replay=True).execute(), headless)
@@ -68,7 +84,19 @@ def resume(run_dir: RunDirArg, headless: HeadlessOpt = False) -> None:
     from .runs import open_run
 
     opened = open_run(run_dir)
+    if _wants_tui(headless):
+        opened.journal.close()
+        _supervise(opened.run_dir.root)
     _finish(opened, Controller(opened, listeners=_listeners(headless)).execute(), headless)
+
+
+@app.command()
+def watch(run_dir: RunDirArg) -> None:
+    """Open the terminal UI on a run, live or finished; quitting leaves its controller running."""
+    # Imported here so that textual loads only when the UI opens.
+    from phasegate.tui.launch import run_tui
+
+    raise typer.Exit(run_tui(run_dir, mode="watch"))
 
 
 @app.command()
@@ -149,6 +177,18 @@ def recover(run_dir: RunDirArg, to: Annotated[Path | None, typer.Option(help="Cr
     run = recover_into(plan, to)
     typer.echo(f"recovered {', '.join(plan.recoverable) or 'nothing'} into {run.run_dir.root}\n"
                f"continue with: phasegate resume {run.run_dir.root}")
+
+
+@app.command()
+def demo(run_dir: Annotated[Path | None, typer.Option(help="Where to create the run folder (default: "
+         "runs/demo-<UTC stamp>/; the session file goes into <run folder>-workspace/).")] = None,
+         headless: HeadlessOpt = False,
+         fault: Annotated[str | None, typer.Option(help="Run the same session with one fault injected: oom, "
+                                                        "budget, contamination, reviewer-hang or stall.")] = None) -> None:
+    """Run a complete session here: a tiny model trained on this machine (cached), every gate real."""
+    from .demo import run_demo
+
+    raise typer.Exit(run_demo(run_dir, headless=headless, fault=fault))
 
 
 @app.command()

@@ -1,0 +1,1 @@
+"""Modal dialogs and full-screen text views pushed over the main screen."""

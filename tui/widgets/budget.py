@@ -1,0 +1,53 @@
+"""The budget panel: spent against the allocation, burn rate, projected total and time left."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.widgets import ProgressBar, Static
+
+from ..format import hours, money, rate
+from ..reader import RunView
+from . import set_text
+
+
+def budget_lines(budget: dict[str, Any]) -> tuple[str, str]:
+    """The spent line and the burn line; the burn figures are a dash when the budget does not carry them."""
+    if budget.get("spent_usd") is None:
+        return "budget: cost not tracked (no gpu_hourly_usd)", ""
+    allocation = budget.get("allocation_usd")
+    spent = f"spent {money(budget['spent_usd'])}" + (f" of {money(allocation)}" if allocation is not None else "")
+    if budget.get("left_usd") is not None and budget["left_usd"] < 0:
+        spent += " · OVER BUDGET"
+    spent += f" · GPU {rate(budget.get('gpu_hourly_usd'))}"
+    burn = (f"burn {rate(budget.get('burn_rate_usd_h'))} · proj {money(budget.get('projected_total_usd'))}"
+            f" · left {hours(budget.get('time_left_h'))}")
+    return spent, burn
+
+
+class BudgetPanel(Vertical):
+    """What the session has cost and where it is heading, from the snapshot's budget figures."""
+
+    view: reactive[RunView | None] = reactive(None)
+    """The latest view of the run (bound to the app's)."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="budget-spent")
+        yield ProgressBar(total=1, show_eta=False, id="budget-bar")
+        yield Static("", id="budget-burn")
+
+    def watch_view(self, view: RunView | None) -> None:
+        if view is None:
+            return
+        budget = view.snapshot.budget
+        spent, burn = budget_lines(budget)
+        set_text(self.query_one("#budget-spent", Static), spent)
+        set_text(self.query_one("#budget-burn", Static), burn)
+        bar = self.query_one("#budget-bar", ProgressBar)
+        allocation, used = budget.get("allocation_usd"), budget.get("spent_usd")
+        bar.display = allocation is not None and used is not None
+        if bar.display:
+            bar.update(total=allocation, progress=min(used, allocation))
