@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .errors import PipelineError
-from .generate import plan_batches
+from .prefix_cache import MIN_SHARED_PREFIX, last_logprobs
 
 if TYPE_CHECKING:
     from .loader import CleanTokenizer
@@ -53,26 +52,44 @@ def answer_token_ids(tok: CleanTokenizer, letter: str) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def _accepts(model: Any, name: str) -> bool:
-    """Whether the model's forward takes the keyword `name` (not every causal LM does)."""
-    return name in inspect.signature(model.forward).parameters
+def _critique(logp_a: float, logp_b: float, min_margin: float) -> Critique:
+    """The judgement for one pair of letter log-probabilities."""
+    margin = logp_a - logp_b
+    return Critique(
+        label="A" if margin > 0 else "B",
+        logp_a=logp_a,
+        logp_b=logp_b,
+        margin=margin,
+        confident=abs(margin) >= min_margin,
+    )
 
 
-def _last_logprobs(model: Any, tok: CleanTokenizer, prompts: list[str]) -> torch.Tensor:
-    """Log-softmax over the vocabulary at each prompt's last position, one left-padded pass."""
-    batch = tok.encode_batch(prompts)
-    input_ids = batch["input_ids"].to(model.device)
-    mask = batch["attention_mask"].to(model.device)
-    kwargs: dict[str, Any] = {"attention_mask": mask, "use_cache": False}
-    if _accepts(model, "position_ids"):
-        # Left padding shifts positions; count them from each row's first real token instead,
-        # so a padded row scores exactly as it would alone.
-        kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    if _accepts(model, "logits_to_keep"):
-        kwargs["logits_to_keep"] = 1  # only the last position's logits are needed
-    with torch.inference_mode():
-        logits = model(input_ids=input_ids, **kwargs).logits[:, -1, :]
-    return torch.log_softmax(logits.float(), dim=-1).cpu()
+def _score(
+    model: Any,
+    tok: CleanTokenizer,
+    prompts: Sequence[str],
+    batch_size: int,
+    min_margin: float,
+    min_prefix: int | None,
+) -> list[Critique]:
+    """Judge every prompt in input order; `min_prefix=None` never shares a prefix cache."""
+    ids_a = torch.tensor(answer_token_ids(tok, "A"))
+    ids_b = torch.tensor(answer_token_ids(tok, "B"))
+    rows = [tok.encode(p) for p in prompts]
+    if empty := [i for i, row in enumerate(rows) if not row]:
+        raise PipelineError(
+            f"critic prompts {empty} are empty: the critic scores the token after a prompt"
+        )
+    found: dict[int, Critique] = {}
+    batches = last_logprobs(
+        model, rows, tok.pad_token_id, batch_size=batch_size, min_prefix=min_prefix
+    )
+    for indices, logprobs in batches:
+        logp_a = torch.logsumexp(logprobs[:, ids_a], dim=-1).tolist()
+        logp_b = torch.logsumexp(logprobs[:, ids_b], dim=-1).tolist()
+        for i, a, b in zip(indices, logp_a, logp_b, strict=True):
+            found[i] = _critique(a, b, min_margin)
+    return [found[i] for i in range(len(rows))]
 
 
 def score_ab(
@@ -83,23 +100,17 @@ def score_ab(
     batch_size: int = 16,
     min_margin: float = DEFAULT_MIN_MARGIN,
 ) -> list[Critique]:
-    """Judge every prompt by logp(A) - logp(B) at its last position, batched, in input order."""
-    ids_a = torch.tensor(answer_token_ids(tok, "A"))
-    ids_b = torch.tensor(answer_token_ids(tok, "B"))
-    prompts = list(prompts)
-    lengths = [len(tok.encode(p)) for p in prompts]
-    found: dict[int, Critique] = {}
-    for indices in plan_batches(lengths, batch_size):
-        logprobs = _last_logprobs(model, tok, [prompts[i] for i in indices])
-        logp_a = torch.logsumexp(logprobs[:, ids_a], dim=-1).tolist()
-        logp_b = torch.logsumexp(logprobs[:, ids_b], dim=-1).tolist()
-        for i, a, b in zip(indices, logp_a, logp_b, strict=True):
-            margin = a - b
-            found[i] = Critique(
-                label="A" if margin > 0 else "B",
-                logp_a=a,
-                logp_b=b,
-                margin=margin,
-                confident=abs(margin) >= min_margin,
-            )
-    return [found[i] for i in range(len(prompts))]
+    """Judge every prompt by logp(A) - logp(B) at its end, batched, a shared rubric run once."""
+    return _score(model, tok, prompts, batch_size, min_margin, MIN_SHARED_PREFIX)
+
+
+def score_ab_plain(
+    model: Any,
+    tok: CleanTokenizer,
+    prompts: Sequence[str],
+    *,
+    batch_size: int = 16,
+    min_margin: float = DEFAULT_MIN_MARGIN,
+) -> list[Critique]:
+    """The same judgements from full left-padded prompts only: the baseline the cache must match."""
+    return _score(model, tok, prompts, batch_size, min_margin, None)
