@@ -10,7 +10,6 @@ import yaml
 
 from phasegate.session.snapshot import RunSnapshot, iso
 
-
 # libyaml's emitter where present: the front matter is rewritten at every phase boundary.
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
