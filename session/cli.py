@@ -180,18 +180,6 @@ def recover(run_dir: RunDirArg, to: Annotated[Path | None, typer.Option(help="Cr
 
 
 @app.command()
-def demo(run_dir: Annotated[Path | None, typer.Option(help="Where to create the run folder (default: "
-         "runs/demo-<UTC stamp>/; the session file goes into <run folder>-workspace/).")] = None,
-         headless: HeadlessOpt = False,
-         fault: Annotated[str | None, typer.Option(help="Run the same session with one fault injected: oom, "
-                                                        "budget, contamination, reviewer-hang or stall.")] = None) -> None:
-    """Run a complete session here: a tiny model trained on this machine (cached), every gate real."""
-    from .demo import run_demo
-
-    raise typer.Exit(run_demo(run_dir, headless=headless, fault=fault))
-
-
-@app.command()
 def check(session: SessionArg) -> None:
     """Validate a session file without running anything."""
     from .spec import load_spec
