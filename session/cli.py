@@ -111,9 +111,7 @@ def status(run_dir: RunDirArg, as_json: Annotated[bool, typer.Option("--json", h
     if as_json:
         typer.echo(json.dumps(snapshot.to_json(), indent=2, default=str))
     else:
-        from .status_table import print_status
-
-        print_status(snapshot)
+        _print_status(snapshot)
 
 
 @app.command()
@@ -206,6 +204,36 @@ def schema() -> None:
     from .spec import SessionSpec
 
     typer.echo(json.dumps(SessionSpec.model_json_schema(by_alias=True), indent=2))
+
+
+def _print_status(snapshot, console=None) -> None:
+    """Print phases, gates, budget and what to do next (the human form of `status`)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    live = "live controller" if snapshot.controller_live else "no controller running"
+    console.print(f"[b]{snapshot.name}[/b] — {snapshot.state.upper()} ({live})  {snapshot.run_dir}")
+    if snapshot.reason:
+        console.print(f"reason: {snapshot.reason}")
+    table = Table("phase", "kind", "state", "attempts", "duration", "progress")
+    for phase in snapshot.phases:
+        duration = f"{phase.duration_s:.1f}s" if phase.duration_s is not None else ""
+        progress = f"{phase.progress[0]}/{phase.progress[1]}" if phase.progress else ""
+        table.add_row(phase.id, phase.kind, phase.state, str(phase.attempts), duration, progress)
+    console.print(table)
+    if snapshot.gates:
+        gates = Table("gate", "status", "summary")
+        for gate in snapshot.gates:
+            gates.add_row(gate.gate_id, gate.status.upper(), gate.summary + (f" (waived: {gate.waived})" if gate.waived else ""))
+        console.print(gates)
+    budget = snapshot.budget
+    if budget.get("spent_usd") is not None:
+        console.print(f"budget: ${budget['spent_usd']:.2f} spent, allocation {budget.get('allocation_usd')}")
+    if snapshot.incident:
+        console.print(f"incident: {snapshot.incident}")
+    if snapshot.state != "completed":
+        console.print(f"next: {snapshot.next_phase} — {snapshot.resume_command}")
 
 
 def main(argv: list[str] | None = None) -> None:
