@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - create .venv, install phasegate, run a real session
+#   make demo   - create .venv, install phasegate, run the demo session (a model trained here, CPU only)
 #   make test   - create .venv, install phasegate with the test tools, run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 .PHONY: demo test bench lint
 demo: $(STAMP)
-	$(VENV)/bin/phasegate run examples/quickstart.toml
+	$(VENV)/bin/phasegate demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

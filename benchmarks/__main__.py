@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="run only these benchmark modules")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
+    load_before = os.getloadavg()[0]
     sections = []
     for name in args.only or MODULES:
         if not (HERE / f"{name}.py").exists():
@@ -42,6 +43,8 @@ def main() -> None:
         "# Benchmark results",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on: {machine()}.",
+        # Other work on the machine skews absolute times (ratios less so): say how busy it was.
+        f"Load average (1 min) {load_before:.1f} when the run began, {os.getloadavg()[0]:.1f} when it ended.",
         "Rewritten by `make bench` (`python -m benchmarks`); GPU figures, where present, are in the section",
         "marked GPU and name the device they came from.",
         "",

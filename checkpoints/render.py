@@ -153,6 +153,15 @@ def _gpu_lines(snapshot: RunSnapshot) -> list[str]:
     return lines
 
 
+def _operator_lines(snapshot: RunSnapshot) -> list[str]:
+    """Step 3 of a paused run's recovery: the operator's word on each pending gate."""
+    lines = ["3. Decide each pending gate, approve or waive:"]
+    for gate in (g for g in snapshot.gates if g.status == "pending"):
+        lines += [f"   - `phasegate approve {snapshot.run_dir} {gate.gate_id} --note TEXT`",
+                  f"   - `phasegate waive {snapshot.run_dir} {gate.gate_id} --reason TEXT`"]
+    return lines
+
+
 def render_incident(snapshot: RunSnapshot, *, trigger: str, phase: str | None, attempt: int | None,
                     evidence: dict[str, Any], log_tail: list[str], now: float,
                     timeline: list[str] | None = None) -> str:
@@ -161,9 +170,11 @@ def render_incident(snapshot: RunSnapshot, *, trigger: str, phase: str | None, a
              "state": snapshot.state, "resume_command": snapshot.resume_command,
              "written_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")}
     evidence_lines = [f"- {key}: {_short(value)}" for key, value in evidence.items()] or ["- (none recorded)"]
+    paused = snapshot.state == "paused"
+    what = "paused, waiting for an operator," if paused else "stopped"
     body = [
         f"# Incident — {snapshot.name}: {trigger}", "",
-        f"The session stopped during phase `{phase}` (attempt {attempt})." if phase else "The session stopped.", "",
+        f"The session {what} during phase `{phase}` (attempt {attempt})." if phase else f"The session {what}.", "",
         "## Evidence", "", *evidence_lines, "",
         "## Timeline", "", *(timeline or ["(no events)"]), "",
         "## Phases at the stop", "", *_phase_table(snapshot), "",
@@ -174,6 +185,7 @@ def render_incident(snapshot: RunSnapshot, *, trigger: str, phase: str | None, a
         "## Recovery", "",
         "1. Read the evidence and the log above; fix the cause (data, script, threshold, hardware).",
         f"2. Check the run: `phasegate status {snapshot.run_dir}`",
-        f"3. Continue; completed phases are not run again: `{snapshot.resume_command}`", "",
+        *(_operator_lines(snapshot) if paused else []),
+        f"{4 if paused else 3}. Continue; completed phases are not run again: `{snapshot.resume_command}`", "",
     ]
     return _front_matter(front) + "\n" + "\n".join(body)

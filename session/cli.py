@@ -91,6 +91,18 @@ def resume(run_dir: RunDirArg, headless: HeadlessOpt = False) -> None:
 
 
 @app.command()
+def demo(run_dir: Annotated[Path | None, typer.Option(help="Where to create the run folder (default: "
+         "runs/demo-<UTC stamp>/; the session file and sample scripts go beside it in <run-dir>-workspace/).")] = None,
+         headless: HeadlessOpt = False,
+         fault: Annotated[str | None, typer.Option(help="Inject one fault and end with its incident report: "
+                          "oom, budget, contamination, reviewer-hang or stall.", metavar="NAME")] = None) -> None:
+    """Run the whole reference session on a tiny model trained here (no downloads, CPU, ~3 minutes)."""
+    from .demo import run_demo
+
+    raise typer.Exit(run_demo(run_dir, headless=headless, tui=_wants_tui(headless), fault=fault))
+
+
+@app.command()
 def watch(run_dir: RunDirArg) -> None:
     """Open the terminal UI on a run, live or finished; quitting leaves its controller running."""
     # Imported here so that textual loads only when the UI opens.

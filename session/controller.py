@@ -112,7 +112,7 @@ class Controller:
             if outcome.route is Route.STOP:
                 return self._stop(phase, outcome)
             if outcome.route is Route.PAUSE:
-                return self._pause(outcome)
+                return self._pause(phase, outcome)
         self.meter.tick(None, force=True)
         self.journal.set_session_state(SessionState.COMPLETED)
         self.reporter.checkpoint(None)
@@ -169,6 +169,10 @@ class Controller:
                     continue
                 return PhaseOutcome(Route.STOP, f"gate {gate_id} failed: {summary}", "gate_failed", attempt,
                                     {"gate": gate_id, "summary": summary})
+            if post.errors:  # the reviewer broke: pause for an operator, with a report of what broke
+                gate_id, error = post.errors[0]
+                return PhaseOutcome(Route.PAUSE, f"waiting for an operator on {gate_id}: the reviewer failed ({error})",
+                                    "reviewer_error", attempt, {"gate": gate_id, "error": error})
             if post.pending:
                 return PhaseOutcome(Route.PAUSE, f"waiting for an operator on {post.pending[0][0]}", attempt=attempt)
             self.journal.finish_attempt(phase.id, attempt, passed=True)
@@ -291,9 +295,12 @@ class Controller:
         self._publish()
         return ExitCode.STOPPED
 
-    def _pause(self, outcome: PhaseOutcome) -> ExitCode:
+    def _pause(self, phase: PhaseSpec, outcome: PhaseOutcome) -> ExitCode:
         self.meter.tick(None, force=True)
         self.journal.set_session_state(SessionState.PAUSED, outcome.reason)
+        if outcome.trigger:  # nobody may be watching: say in a report why the run waits
+            self.reporter.incident(outcome.trigger, phase.id, outcome.attempt, {"reason": outcome.reason,
+                                                                                **outcome.evidence})
         self.reporter.checkpoint(None)
         self._publish()
         return ExitCode.PAUSED

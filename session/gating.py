@@ -32,6 +32,8 @@ class StageOutcome:
 
     failed: list[tuple[str, str]] = field(default_factory=list)
     pending: list[tuple[str, str]] = field(default_factory=list)
+    # Pending because the gate itself broke (a reviewer that hung or printed garbage), decided just now.
+    errors: list[tuple[str, str]] = field(default_factory=list)
     route: str | None = None  # of the failed gate: "retry" or "stop" when a reviewer decided
     changes: dict = field(default_factory=dict)
 
@@ -101,11 +103,12 @@ ContextFactory = Callable[[DeclaredGate, int], GateContext]
 
 
 def _decide(journal: Journal, gate: DeclaredGate, attempt: int, make_context: ContextFactory,
-            on_decided: Callable[[], None]) -> tuple[GateStatus, str, dict]:
-    """One gate's decision for an attempt: reused when already decided, else evaluated and journaled."""
+            on_decided: Callable[[], None]) -> tuple[GateStatus, str, dict, bool]:
+    """One gate's decision for an attempt (status, summary, evidence, decided now): reused when already
+    decided, else evaluated and journaled."""
     row = journal.conn.execute("SELECT * FROM gates WHERE gate_id=? AND attempt=?", (gate.gate_id, attempt)).fetchone()
     if _reusable(row, gate):
-        return GateStatus(row["status"]), row["summary"], json.loads(row["evidence"])
+        return GateStatus(row["status"]), row["summary"], json.loads(row["evidence"]), False
     result = _evaluate(gate, make_context(gate, attempt))
     status, summary = result.status, result.summary
     effective, note = _operator_override(journal, gate.gate_id, status)
@@ -120,7 +123,7 @@ def _decide(journal: Journal, gate: DeclaredGate, attempt: int, make_context: Co
     if "cost_usd" in result.metrics:
         journal.record_cost("review", gate.phase_id, float(result.metrics["cost_usd"]), f"gate {gate.gate_id}")
     on_decided()
-    return status, summary, evidence
+    return status, summary, evidence, True
 
 
 def evaluate_stage(journal: Journal, gates: list[DeclaredGate], attempt: int, make_context: ContextFactory,
@@ -130,7 +133,7 @@ def evaluate_stage(journal: Journal, gates: list[DeclaredGate], attempt: int, ma
     for gate in gates:
         if outcome.failed and not gate.spec.options.get("advise_on_failure"):
             continue
-        status, summary, evidence = _decide(journal, gate, attempt, make_context, on_decided)
+        status, summary, evidence, fresh = _decide(journal, gate, attempt, make_context, on_decided)
         if outcome.failed:  # advice on a failure is recorded, never acted on
             continue
         status, _ = _operator_override(journal, gate.gate_id, status)
@@ -139,6 +142,8 @@ def evaluate_stage(journal: Journal, gates: list[DeclaredGate], attempt: int, ma
             outcome.route, outcome.changes = evidence.get("route"), dict(evidence.get("changes") or {})
         elif status == GateStatus.PENDING:
             outcome.pending.append((gate.gate_id, summary))
+            if fresh and evidence.get("error"):
+                outcome.errors.append((gate.gate_id, str(evidence["error"])))
     return outcome
 
 

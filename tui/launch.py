@@ -21,8 +21,9 @@ def controller_argv(run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "phasegate", "resume", str(run_dir), "--headless"]
 
 
-def spawn_controller(run_dir: Path) -> subprocess.Popen:
-    """Start `phasegate resume RUN_DIR --headless` in its own session, its output in logs/_controller.log.
+def spawn_controller(run_dir: Path, argv: list[str] | None = None) -> subprocess.Popen:
+    """Start `phasegate resume RUN_DIR --headless` (or `argv`, a controller of the same run) in its own
+    session, its output in logs/_controller.log.
 
     Its own session: it outlives the TUI, and a terminal's hang-up or Ctrl-C never reaches it.
     """
@@ -32,7 +33,7 @@ def spawn_controller(run_dir: Path) -> subprocess.Popen:
     log_path = root / CONTROLLER_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen(controller_argv(root), stdin=subprocess.DEVNULL, stdout=log,
+        return subprocess.Popen(argv or controller_argv(root), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
 
 

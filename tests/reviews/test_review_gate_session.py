@@ -115,9 +115,20 @@ def test_garbage_pauses_for_the_operator(fakes):
     assert result.returncode == 4
     review = next(g for g in status_json(run_dir)["gates"] if g["gate_id"] == "review")
     assert review["status"] == "pending" and review["evidence"]["decision"] == "INVESTIGATE"
+    report = Path(status_json(run_dir)["incident"]).read_text()  # nobody may be watching: the pause is reported
+    assert "trigger: reviewer_error" in report and "paused, waiting for an operator" in report
+    assert f"phasegate approve {run_dir} review --note TEXT" in report
     assert run_cli("approve", run_dir, "review", "--note", "read it myself", env=fakes.env).returncode == 0
     assert run_cli("resume", run_dir, env=fakes.env).returncode == 0
     assert len(fakes.calls()) == 1  # the decided review was not asked again
+    assert len(list((run_dir / "incidents").iterdir())) == 1
+
+
+def test_a_reviewer_that_asks_to_investigate_pauses_without_an_incident(fakes):
+    fakes.scenario(mode="ok", decision="INVESTIGATE")
+    result, run_dir = start(fakes, session(preset="llm"))
+    status = status_json(run_dir)
+    assert result.returncode == 4 and status["state"] == "paused" and status["incident"] is None
 
 
 def test_stop_decision_stops_early(fakes):
