@@ -102,18 +102,36 @@ def _operator_override(journal: Journal, gate_id: str, status: GateStatus) -> tu
 ContextFactory = Callable[[DeclaredGate, int], GateContext]
 
 
+def _approved(note: str | None, summary: str) -> str:
+    return f"approved by the operator{': ' + note if note else ''} ({summary})"
+
+
+def _reused(journal: Journal, gate: DeclaredGate, row, on_decided: Callable[[], None]) -> tuple[GateStatus, str, dict, bool]:
+    """A decision kept from before; a pending one the operator approved since is journaled as passed,
+    so that every reader (status, checkpoints, a later phase vetting its inputs) sees the approval."""
+    status, summary, evidence = GateStatus(row["status"]), row["summary"], json.loads(row["evidence"])
+    effective, note = _operator_override(journal, gate.gate_id, status)
+    if status == GateStatus.PENDING and effective == GateStatus.PASS:
+        status, summary = effective, _approved(note, summary)
+        journal.record_gate(gate_id=gate.gate_id, phase=gate.phase_id, attempt=row["attempt"], stage=gate.stage,
+                            kind=gate.spec.kind, status=str(status), summary=summary, evidence=evidence,
+                            metrics=json.loads(row["metrics"]))
+        on_decided()
+    return status, summary, evidence, False
+
+
 def _decide(journal: Journal, gate: DeclaredGate, attempt: int, make_context: ContextFactory,
             on_decided: Callable[[], None]) -> tuple[GateStatus, str, dict, bool]:
     """One gate's decision for an attempt (status, summary, evidence, decided now): reused when already
     decided, else evaluated and journaled."""
     row = journal.conn.execute("SELECT * FROM gates WHERE gate_id=? AND attempt=?", (gate.gate_id, attempt)).fetchone()
     if _reusable(row, gate):
-        return GateStatus(row["status"]), row["summary"], json.loads(row["evidence"]), False
+        return _reused(journal, gate, row, on_decided)
     result = _evaluate(gate, make_context(gate, attempt))
     status, summary = result.status, result.summary
     effective, note = _operator_override(journal, gate.gate_id, status)
     if effective == GateStatus.PASS and status == GateStatus.PENDING:  # journal the approval as the decision
-        status, summary = effective, f"approved by the operator{': ' + note if note else ''} ({summary})"
+        status, summary = effective, _approved(note, summary)
     evidence = json.loads(json.dumps(dict(result.evidence), default=str))
     if result.route:
         evidence.update(route=result.route, changes=dict(result.changes))

@@ -57,7 +57,7 @@ CASES = [
     ("oom", ["versions", "load"], "load", 3, "oom"),
     ("stall", ["versions", "load"], "load", 3, "stall"),
     ("budget", ["pilot", "scale", "testset", "sft", "evaluate"], None, 3, "budget_exhausted"),
-    ("reviewer-hang", ["pilot"], None, 4, "reviewer_error"),
+    ("reviewer-hang", ["pilot", "scale"], None, 4, "reviewer_error"),
 ]
 
 
@@ -76,6 +76,11 @@ def test_each_fault_ends_with_its_exit_code_and_report(tmp_path, demo_model, dem
         gate = next(g for g in status["gates"] if g["gate_id"] == "pilot-review")
         assert gate["status"] == "pending" and "timed out after 5s" in gate["summary"]
         assert "waiting for an operator on pilot-review" in (tmp_path / "run" / "CHECKPOINT.md").read_text()
+        # The report's way back: the operator approves, and the scale phase accepts the approved pilot.
+        assert run_cli("approve", tmp_path / "run", "pilot-review", "--note", "QC read by hand").returncode == 0
+        resumed = run_cli("resume", tmp_path / "run", timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+        assert status_json(tmp_path / "run")["state"] == "completed"
     else:
         assert status["state"] == "stopped"
     assert front["phase"] == (target or front["phase"])

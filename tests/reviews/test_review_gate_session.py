@@ -122,6 +122,8 @@ def test_garbage_pauses_for_the_operator(fakes):
     assert run_cli("resume", run_dir, env=fakes.env).returncode == 0
     assert len(fakes.calls()) == 1  # the decided review was not asked again
     assert len(list((run_dir / "incidents").iterdir())) == 1
+    review = next(g for g in status_json(run_dir)["gates"] if g["gate_id"] == "review")  # later phases see it
+    assert review["status"] == "pass" and review["summary"].startswith("approved by the operator: read it myself")
 
 
 def test_a_reviewer_that_asks_to_investigate_pauses_without_an_incident(fakes):
