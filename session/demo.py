@@ -82,7 +82,11 @@ def run_demo(run_dir: Path | None = None, *, headless: bool = False, tui: bool =
 def prepare_demo(run_dir: Path | None, *, fault: str | None, cache_dir: Path | None, phases: Sequence[str] | None,
                  fault_phase: str | None, say: Say) -> Any:
     """The trained model, the workspace and the created run (an `OpenRun`), ready to execute."""
-    from phasegate.pipeline.demo_model import build_contaminated_model, build_demo_model
+    from phasegate.pipeline.demo_model import (
+        build_contaminated_model,
+        build_demo_model,
+        default_cache_dir,
+    )
 
     from .runs import create_run
     from .spec import load_spec
@@ -90,9 +94,14 @@ def prepare_demo(run_dir: Path | None, *, fault: str | None, cache_dir: Path | N
     if fault is not None and fault not in FAULTS:
         raise InvalidInput(f"unknown fault {fault!r}; choose one of: {', '.join(FAULTS)}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo never downloads; its phases inherit this
-    model_dir = build_demo_model(cache_dir, log=say)
-    if fault == "contamination":
-        model_dir = build_contaminated_model(model_dir)
+    try:
+        model_dir = build_demo_model(cache_dir, log=say)
+        if fault == "contamination":
+            model_dir = build_contaminated_model(model_dir)
+    except OSError as error:
+        where = cache_dir or default_cache_dir()
+        raise InvalidInput(f"cannot build the demo model in its cache {where}: {error}; set PHASEGATE_CACHE "
+                           "to a writable folder (the model takes about 3 MB)") from error
     root = Path(run_dir) if run_dir is not None else _default_run_dir()
     workspace = root.with_name(root.name + "-workspace")
     session_file = write_workspace(workspace, session_text(model_dir, fault, phases=phases,

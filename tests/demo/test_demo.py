@@ -87,6 +87,14 @@ def test_each_fault_ends_with_its_exit_code_and_report(tmp_path, demo_model, dem
     assert f"incident report: {status['incident']}" in said[-1]
 
 
+def test_an_unwritable_model_cache_is_invalid_input_naming_the_fix(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    result = run_cli("demo", "--run-dir", tmp_path / "run", env={**os.environ, "PHASEGATE_CACHE": str(blocker)})
+    assert result.returncode == 2 and str(blocker) in result.stderr and "PHASEGATE_CACHE" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
 def test_an_unknown_fault_is_invalid_input(tmp_path):
     result = run_cli("demo", "--fault", "meteor", "--run-dir", tmp_path / "run")
     assert result.returncode == 2 and all(f in result.stderr for f in FAULTS)
