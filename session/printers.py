@@ -19,12 +19,16 @@ def json_lines_printer(stream: TextIO = sys.stdout):
     return emit
 
 
+# The same marks as the terminal UI's header: a stopped run must not look like a finished one.
+_SESSION_MARKS = {"running": "▶", "paused": "‖", "completed": "✓", "stopped": "■", "failed": "✗"}
+
 _HUMAN = {
     "phase_started": lambda e: f"▶ {e['phase']}: attempt {e['attempt']} started",
     "phase_finished": lambda e: (f"✓ {e['phase']}: passed" if e["state"] == "passed"
                                  else f"✗ {e['phase']}: failed — {e.get('reason')}"),
     "gate_decided": lambda e: f"  gate {e['gate_id']}: {e['status'].upper()} — {e['summary']}",
-    "session_state": lambda e: f"■ session {e['state']}" + (f" — {e['reason']}" if e.get("reason") else ""),
+    "session_state": lambda e: f"{_SESSION_MARKS.get(e['state'], '·')} session {e['state']}"
+                               + (f" — {e['reason']}" if e.get("reason") else ""),
     "incident_written": lambda e: f"  incident report: {e['path']}",
     "attempt_discarded": lambda e: f"↺ {e['phase']}: attempt {e['attempt']} discarded ({e['reason']})",
     "log": lambda e: f"  {e['phase']}: {e['message']}",
