@@ -200,7 +200,12 @@ class PhasegateApp(App[str]):
         return any(child.poll() is None for child in self.operator.children)
 
     def _session_running(self) -> bool:
-        return self._started_here_running() or (self.view is not None and self.view.snapshot.controller_live)
+        if self.view is None:
+            return self._started_here_running()
+        snap = self.view.snapshot
+        # A controller this UI started that has written a stop, a pause or the end is only finishing its
+        # last writes (incident report, checkpoint): quitting then leaves nothing running.
+        return snap.controller_live or (self._started_here_running() and snap.state in ("created", "running"))
 
     # -- operator actions --------------------------------------------------------------------
     def action_stop(self) -> None:

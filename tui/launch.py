@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from phasegate.session.rundir import RunDir, controller_is_live
 
 # A phase id cannot start with "_", so this log never collides with a phase's own log.
 CONTROLLER_LOG = "logs/_controller.log"
+LAST_WRITES_S = 30  # how long quitting waits for a finishing controller (a full disk can make writes slow)
 
 _EXIT_BY_STATE = {"completed": ExitCode.COMPLETED, "stopped": ExitCode.STOPPED, "paused": ExitCode.PAUSED,
                   "failed": ExitCode.INTERNAL_ERROR}
@@ -44,6 +46,17 @@ def exit_code_for(state: str, controller_live: bool) -> int:
     return int(_EXIT_BY_STATE.get(state, ExitCode.COMPLETED))
 
 
+FINAL_STATES = ("completed", "stopped", "paused", "failed")
+
+
+def _after_last_writes(app, child: subprocess.Popen):
+    """The run once the controller that wrote its final state has also written the incident report
+    and the checkpoint that follow it (seconds at most), so what is printed next is complete."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(timeout=LAST_WRITES_S)
+    return app.reader.read().snapshot
+
+
 def run_tui(run_dir: Path, *, mode: str, child: subprocess.Popen | None = None) -> int:
     """Run the full-screen UI on a run until the operator quits; returns the CLI's exit code."""
     from .app import create_app
@@ -51,6 +64,8 @@ def run_tui(run_dir: Path, *, mode: str, child: subprocess.Popen | None = None) 
     app = create_app(Path(run_dir), mode=mode, child=child)
     app.run()
     final = app.reader.read().snapshot
+    if child is not None and final.state in FINAL_STATES:
+        final = _after_last_writes(app, child)
     app.reader.close()
     # The screen is gone: leave one line in the scrollback saying where the run stands.
     still = f"; its controller goes on headless (`phasegate watch {final.run_dir}` reattaches)" \

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 
 from phasegate.session.rundir import RunDir, controller_is_live
 from phasegate.tui.app import create_app
@@ -208,6 +210,20 @@ async def test_quit_in_run_mode_on_a_finished_run_asks_nothing(templates):
         await wait_for_view(app)
         await pilot.press("q")
     assert app.return_value == "finished"
+
+
+async def test_quit_right_after_the_stop_asks_nothing_while_the_controller_finishes(templates):
+    # The journal says stopped; the controller this UI started is still writing its report (a live child).
+    finishing = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    app = create_app(templates["stopped"], mode="run", child=finishing)
+    try:
+        async with app.run_test() as pilot:
+            await wait_for_view(app)
+            await pilot.press("q")
+        assert app.return_value == "finished"
+    finally:
+        finishing.kill()
+        finishing.wait()
 
 
 async def test_keys_offered_follow_the_run_state(templates):
