@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .context import PhaseContext
 from .critic import DEFAULT_MIN_MARGIN, score_ab
 from .errors import PhaseInputError
-from .files import atomic_write_jsonl, sha256_file
+from .files import atomic_write_jsonl, numbered_jsonl, sha256_file
 from .generate import GenerationSettings, generate_texts
 from .modeldir import ModelDirError, ModelDirKind, describe_model_dir
 from .phase_io import parse_params, resolve_path, upstream_file, write_output
@@ -55,16 +55,8 @@ class EvaluateParams(BaseModel):
 
 def read_testset(path: Path) -> list[dict[str, Any]]:
     """Test rows with string id, type and instruction; errors name the file and line."""
-    if not path.is_file():
-        raise PhaseInputError(f"test set {path} does not exist")
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise PhaseInputError(f"{path} line {number} is not JSON: {error}") from error
+    for number, row in numbered_jsonl(path, "test set"):
         if not all(isinstance(row.get(k), str) for k in ("id", "type", "instruction")):
             raise PhaseInputError(f"{path} line {number} needs string id, type and instruction")
         rows.append(row)

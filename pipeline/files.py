@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from phasegate.session import durable
+
+from .errors import PhaseInputError
 
 _CHUNK = 1 << 20
 
@@ -34,6 +36,21 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read a JSON-lines file written by `atomic_write_jsonl`."""
     text = Path(path).read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def numbered_jsonl(path: Path, what: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of each non-blank line of a phase's input; a missing file or a line
+    that is not JSON is a PhaseInputError naming `what`, the file and the line."""
+    if not path.is_file():
+        raise PhaseInputError(f"{what} {path} does not exist")
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise PhaseInputError(f"{path} line {number} is not JSON: {error}") from error
+        yield number, row
 
 
 sha256_file = durable.sha256_file

@@ -19,7 +19,6 @@ Outputs: testset.jsonl ({id, type, instruction, template, seed}), overlap_report
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .context import PhaseContext
 from .dedup import NearDupIndex, normalize_text
 from .errors import PhaseInputError
-from .files import atomic_write_jsonl, sha256_file
+from .files import atomic_write_jsonl, numbered_jsonl, sha256_file
 from .phase_io import parse_params, resolve_path, upstream_file, write_output
 
 _COUNTRIES = ("France", "Japan", "Brazil", "Kenya", "Canada", "Norway", "Egypt", "India",
@@ -127,16 +126,8 @@ def build_testset(types: list[str], per_type: int, seed: int) -> list[dict[str, 
 
 def read_instructions(path: Path) -> list[str]:
     """The `instruction` of every row of a training JSONL file, with errors naming the line."""
-    if not path.is_file():
-        raise PhaseInputError(f"training data {path} does not exist")
     found = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise PhaseInputError(f"{path} line {number} is not JSON: {error}") from error
+    for number, row in numbered_jsonl(path, "training data"):
         if not isinstance(row, dict) or not isinstance(row.get("instruction"), str):
             raise PhaseInputError(f"{path} line {number} has no string `instruction`")
         found.append(row["instruction"])
