@@ -1,5 +1,5 @@
 """`python -m phasegate` is the `phasegate` command."""
 
-from phasegate.session.cli import main
+from phasegate.cli.main import main
 
 main()

@@ -11,7 +11,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from phasegate.session.journal import Journal
+from phasegate.journal.store import Journal
 
 PHASES = 100
 

@@ -19,21 +19,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from phasegate.pipeline.critic import Critique, score_ab, score_ab_plain  # noqa: E402
-from phasegate.pipeline.generate import (  # noqa: E402
+from phasegate.demo.tinymodel import build_tiny_model  # noqa: E402
+from phasegate.pipeline.generation.critic import Critique, score_ab, score_ab_plain  # noqa: E402
+from phasegate.pipeline.generation.generate import (  # noqa: E402
     GenerationSettings,
     generate_texts,
     padding_waste,
     plan_batches,
 )
-from phasegate.pipeline.loader import LoadedModel, ModelSpec, load_clean  # noqa: E402
-from phasegate.pipeline.prefix_cache import MIN_SHARED_PREFIX, plan_prefix_batches  # noqa: E402
-from phasegate.pipeline.prompts import (  # noqa: E402
+from phasegate.pipeline.generation.prefix_cache import MIN_SHARED_PREFIX, plan_prefix_batches  # noqa: E402
+from phasegate.pipeline.generation.prompts import (  # noqa: E402
     SEED_INSTRUCTIONS,
     instruction_critic_prompt,
     response_prompt,
 )
-from phasegate.pipeline.tinymodel import build_tiny_model  # noqa: E402
+from phasegate.pipeline.model.loader import LoadedModel, ModelSpec, load_clean  # noqa: E402
 
 REPEATS = 5
 CRITIC_REPEATS = 15  # one critic round takes tens of milliseconds, so more rounds cost little

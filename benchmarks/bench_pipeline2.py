@@ -22,8 +22,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from phasegate.demo.tinymodel import build_tiny_model  # noqa: E402
 from phasegate.pipeline.__main__ import main as run_pipeline  # noqa: E402
-from phasegate.pipeline.tinymodel import build_tiny_model  # noqa: E402
 
 ROUNDS = 3
 PILOT = {"count": 4, "batch_size": 8, "max_new_tokens": 24, "instruction_max_new_tokens": 16,

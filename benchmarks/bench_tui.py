@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from phasegate.session.journal import Journal
+from phasegate.journal.store import Journal
 
 EVENTS_PER_S = 50
 WARMUP_S = 3.0
@@ -76,7 +76,7 @@ def cpu_seconds(pid: int) -> float:
 def event_count(run_dir: Path) -> int:
     journal = Journal.open(run_dir / "state.db")
     try:
-        return journal.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        return len(journal.events_since(0))
     finally:
         journal.close()
 

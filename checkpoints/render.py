@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from phasegate.session.snapshot import RunSnapshot, iso
+from phasegate.journal.snapshot import RunSnapshot, iso
 
 # libyaml's emitter where present: the front matter is rewritten at every phase boundary.
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)

@@ -10,8 +10,14 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .base import Gate, GateContext, GateResult, GateStatus
-from .options import GateOptions, PathTemplate, gate_kind, invalid_options_result, parse_options
+from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus
+from phasegate.gates.options import (
+    GateOptions,
+    PathTemplate,
+    gate_kind,
+    invalid_options_result,
+    parse_options,
+)
 
 
 class PilotRow(BaseModel):

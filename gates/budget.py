@@ -6,8 +6,8 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from .base import Gate, GateContext, GateResult, GateStatus
-from .options import GateOptions, gate_kind, invalid_options_result, parse_options
+from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus
+from phasegate.gates.options import GateOptions, gate_kind, invalid_options_result, parse_options
 
 
 class BudgetOptions(GateOptions):

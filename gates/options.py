@@ -8,7 +8,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
-from .base import GATE_KINDS, Gate, GateResult, GateStatus, register
+from phasegate.gates.base import GATE_KINDS, Gate, GateResult, GateStatus, register
 
 # Placeholders `GateContext.resolve` fills in; anything else would raise at evaluation time.
 PATH_PLACEHOLDERS = frozenset({"artifacts", "run_dir", "session_dir", "phase"})

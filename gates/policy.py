@@ -10,10 +10,16 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from .base import Gate, GateContext, GateResult, GateStatus
-from .globs import matches_any
-from .options import GateOptions, PathTemplate, gate_kind, invalid_options_result, parse_options
-from .policy_rules import Glob, MustImport, Rule
+from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus
+from phasegate.gates.globs import matches_any
+from phasegate.gates.options import (
+    GateOptions,
+    PathTemplate,
+    gate_kind,
+    invalid_options_result,
+    parse_options,
+)
+from phasegate.gates.policy_rules import Glob, MustImport, Rule
 
 # Folders no policy means to check: walking a virtualenv would flag every installed library.
 SKIP_DIRS = frozenset(

@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
-from .globs import check_glob, matches_any
-from .options import GateOptions
+from phasegate.gates.globs import check_glob, matches_any
+from phasegate.gates.options import GateOptions
 
 Glob = Annotated[str, AfterValidator(check_glob)]
 _DOTTED = re.compile(r"\A[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\Z")

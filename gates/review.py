@@ -13,6 +13,15 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from phasegate.floor.faults import crash_point
+from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus
+from phasegate.gates.options import (
+    GateOptions,
+    PathTemplate,
+    gate_kind,
+    invalid_options_result,
+    parse_options,
+)
 from phasegate.reviews import (
     ReviewerSpec,
     ReviewOutcome,
@@ -22,10 +31,6 @@ from phasegate.reviews import (
     new_nonce,
     run_review,
 )
-from phasegate.session.faults import crash_point
-
-from .base import Gate, GateContext, GateResult, GateStatus
-from .options import GateOptions, PathTemplate, gate_kind, invalid_options_result, parse_options
 
 
 class ReviewOptions(GateOptions):

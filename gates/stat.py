@@ -13,8 +13,14 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from .base import Gate, GateContext, GateResult, GateStatus
-from .options import GateOptions, PathTemplate, gate_kind, invalid_options_result, parse_options
+from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus
+from phasegate.gates.options import (
+    GateOptions,
+    PathTemplate,
+    gate_kind,
+    invalid_options_result,
+    parse_options,
+)
 
 
 class StatOptions(GateOptions):
@@ -40,7 +46,9 @@ class StatOptions(GateOptions):
 
 def _block_numbers(block: Mapping[str, Any]) -> dict[str, Any]:
     """p, h, b, c and rates of one summary block, with p recomputed from b and c."""
-    from ..pipeline.stats import mcnemar_exact  # statsmodels loads in ~1 s: only when deciding
+    from phasegate.gates.paired_stats import (
+        mcnemar_exact,  # statsmodels loads in ~1 s: only when deciding
+    )
 
     b, c = int(block["b"]), int(block["c"])
     return {"n": int(block["n"]), "b": b, "c": c, "p": mcnemar_exact(b, c),
@@ -86,7 +94,7 @@ def decide(summary: Mapping[str, Any], options: StatOptions) -> GateResult:
     numbers = {name: _block_numbers(block) for name, block in _blocks(summary, options.scope).items()}
     failures = [w for n, nums in numbers.items() if (w := _why(n, nums, options.alpha, options.direction))]
     if options.scope == "every_type":
-        from ..pipeline.stats import benjamini_hochberg
+        from phasegate.gates.paired_stats import benjamini_hochberg
 
         kept = benjamini_hochberg([nums["p"] for nums in numbers.values()], options.alpha)
         failures += [f"{n}: not significant after Benjamini-Hochberg at {options.alpha:g}"

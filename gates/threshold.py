@@ -13,8 +13,14 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, Field
 
-from .base import Gate, GateContext, GateResult, GateStatus
-from .options import GateOptions, PathTemplate, gate_kind, invalid_options_result, parse_options
+from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus
+from phasegate.gates.options import (
+    GateOptions,
+    PathTemplate,
+    gate_kind,
+    invalid_options_result,
+    parse_options,
+)
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,

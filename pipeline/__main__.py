@@ -7,14 +7,14 @@ import json
 import sys
 import traceback
 
-from .errors import ContaminationError, PipelineError
+from phasegate.pipeline.errors import ContaminationError, PipelineError
 
 EXIT_INTERNAL_ERROR = 1
 
 
 def _parser() -> argparse.ArgumentParser:
     """The command line: a phase kind and its context file."""
-    from .phases import PHASES
+    from phasegate.pipeline.phases import PHASES
 
     parser = argparse.ArgumentParser(
         prog="python -m phasegate.pipeline",
@@ -29,8 +29,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the phase; stdout gets one JSON line with the outcome, diagnostics go to stderr."""
-    from .context import PhaseContext
-    from .phases import PHASES
+    from phasegate.pipeline.context import PhaseContext
+    from phasegate.pipeline.phases import PHASES
 
     args = _parser().parse_args(argv)
     try:

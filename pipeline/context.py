@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..session.child import ChildReporter, reporter
-from .errors import PhaseInputError
-from .model_spec import ModelSpec
+from phasegate.floor.events import ChildReporter, reporter
+from phasegate.pipeline.errors import PhaseInputError
+from phasegate.pipeline.model.spec import ModelSpec
 
 
 class UpstreamPhase(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Exit codes match the controller's (phasegate.session.errors.ExitCode) without importing it:
+# Exit codes match the controller's (phasegate.floor.errors.ExitCode) without importing it:
 # pipeline/ may only use the small phase-context API of session/.
 EXIT_INVALID_INPUT = 2
 EXIT_STOPPED = 3

@@ -8,9 +8,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from phasegate.session import durable
-
-from .errors import PhaseInputError
+from phasegate.floor import durable
+from phasegate.pipeline.errors import PhaseInputError
 
 _CHUNK = 1 << 20
 

@@ -8,9 +8,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .context import PhaseContext
-from .errors import PhaseInputError
-from .files import atomic_write_json, sha256_file
+from phasegate.pipeline.context import PhaseContext
+from phasegate.pipeline.errors import PhaseInputError
+from phasegate.pipeline.files import atomic_write_json, sha256_file
 
 ParamsT = TypeVar("ParamsT", bound=BaseModel)
 
@@ -80,8 +80,8 @@ def upstream_file(ctx: PhaseContext, kinds: tuple[str, ...], names: dict[str, st
 
 def model_files_sha(ctx: PhaseContext) -> str | None:
     """One sha256 over every file of the [model] folder: what 'the same model' means on resume."""
-    from .files import hash_files
-    from .loader import resolve_model_dir
+    from phasegate.pipeline.files import hash_files
+    from phasegate.pipeline.model.loader import resolve_model_dir
 
     folder = resolve_model_dir(ctx.require_model().path, base=ctx.model_base)
     return hash_files([p for p in folder.iterdir() if p.is_file()], folder)["sha256"]

@@ -11,19 +11,19 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .context import PhaseContext
-from .errors import EXIT_STOPPED
-from .files import atomic_write_jsonl, sha256_file
-from .following import HELDOUT_CASES, follow_rate, run_cases
-from .generate import GenerationSettings
-from .loader import LoadedModel, load_clean
-from .phase_io import environment as _environment
-from .phase_io import file_entry as _file_entry
-from .phase_io import parse_params as _params
-from .phase_io import write_output as _write
-from .pilot import GenerateParams, run_batches
-from .prompts import RESPONSE_STOPS
-from .qc import merge_thresholds, qc_metrics, write_qc_summary
+from phasegate.pipeline.context import PhaseContext
+from phasegate.pipeline.data.pilot import GenerateParams, run_batches
+from phasegate.pipeline.data.qc import merge_thresholds, qc_metrics, write_qc_summary
+from phasegate.pipeline.errors import EXIT_STOPPED
+from phasegate.pipeline.files import atomic_write_jsonl, sha256_file
+from phasegate.pipeline.generation.generate import GenerationSettings
+from phasegate.pipeline.generation.prompts import RESPONSE_STOPS
+from phasegate.pipeline.model.following import HELDOUT_CASES, follow_rate, run_cases
+from phasegate.pipeline.model.loader import LoadedModel, load_clean
+from phasegate.pipeline.phase_io import environment as _environment
+from phasegate.pipeline.phase_io import file_entry as _file_entry
+from phasegate.pipeline.phase_io import parse_params as _params
+from phasegate.pipeline.phase_io import write_output as _write
 
 
 class NoParams(BaseModel):
@@ -155,8 +155,8 @@ PHASES: dict[str, Callable[[PhaseContext], int]] = {
     "load_check": load_check,
     "baseline_eval": baseline_eval,
     "generate": generate,
-    "scale": _lazy("scale", "scale"),
-    "testset": _lazy("testset", "testset"),
-    "sft": _lazy("sft", "sft"),
-    "evaluate": _lazy("evaluate", "evaluate"),
+    "scale": _lazy("data.scale", "scale"),
+    "testset": _lazy("data.testset", "testset"),
+    "sft": _lazy("training.sft", "sft"),
+    "evaluate": _lazy("evaluation.evaluate", "evaluate"),
 }

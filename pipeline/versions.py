@@ -19,9 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from phasegate import __version__
-from phasegate.session.child import reporter
-
-from .files import atomic_write_text
+from phasegate.floor.events import reporter
+from phasegate.pipeline.files import atomic_write_text
 
 FORMAT_VERSION = 1
 ML_PACKAGES = ("torch", "transformers", "bitsandbytes", "peft", "accelerate")

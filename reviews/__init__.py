@@ -1,7 +1,12 @@
 """Reviewer CLIs at gate boundaries: presets, strict decisions, cost, redaction, isolation."""
 
-from .config import DEFAULT_KEY_ENV, ReviewerSpec, UnsafeReviewerArgs, find_forbidden
-from .decision import (
+from phasegate.reviews.config import (
+    DEFAULT_KEY_ENV,
+    ReviewerSpec,
+    UnsafeReviewerArgs,
+    find_forbidden,
+)
+from phasegate.reviews.decision import (
     ChangeFilter,
     Decision,
     Route,
@@ -11,12 +16,12 @@ from .decision import (
     reviewer_error,
     route,
 )
-from .outcome import ReviewOutcome, TokenUsage
-from .parse import ReviewerOutput, parse_output
-from .presets import Invocation, build_invocation
-from .prompt import ReviewRequest, new_nonce, render_prompt
-from .redact import Redactor, redact, write_private
-from .runner import RunOptions, run_review
+from phasegate.reviews.outcome import ReviewOutcome, TokenUsage
+from phasegate.reviews.parse import ReviewerOutput, parse_output
+from phasegate.reviews.presets import Invocation, build_invocation
+from phasegate.reviews.prompt import ReviewRequest, new_nonce, render_prompt
+from phasegate.reviews.redact import Redactor, redact, write_private
+from phasegate.reviews.runner import RunOptions, run_review
 
 __all__ = [
     "DEFAULT_KEY_ENV",

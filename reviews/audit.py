@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ReviewerSpec
-from .outcome import AttemptRecord, ReviewOutcome
-from .prompt import ReviewRequest
-from .redact import Redactor, write_private
+from phasegate.reviews.config import ReviewerSpec
+from phasegate.reviews.outcome import AttemptRecord, ReviewOutcome
+from phasegate.reviews.prompt import ReviewRequest
+from phasegate.reviews.redact import Redactor, write_private
 
 
 @dataclass(frozen=True)

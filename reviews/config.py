@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from phasegate.session.errors import InvalidInput
+from phasegate.floor.errors import InvalidInput
 
 PresetName = Literal["codex", "claude", "gemini", "llm"]
 

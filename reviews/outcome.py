@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .decision import Decision, Verdict
-from .parse import ReviewerOutput
-from .process import ProcessResult
+from phasegate.reviews.decision import Decision, Verdict
+from phasegate.reviews.parse import ReviewerOutput
+from phasegate.reviews.process import ProcessResult
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .config import ReviewerSpec
+from phasegate.reviews.config import ReviewerSpec
 
 
 @dataclass(frozen=True)

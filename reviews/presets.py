@@ -13,8 +13,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ReviewerSpec, ensure_safe
-from .decision import decision_schema
+from phasegate.reviews.config import ReviewerSpec, ensure_safe
+from phasegate.reviews.decision import decision_schema
 
 PROMPT_FILE = "prompt.md"
 SCHEMA_FILE = "decision.schema.json"

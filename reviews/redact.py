@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from phasegate.session.durable import atomic_write_text
+from phasegate.floor.durable import atomic_write_text
 
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 # Shorter values ("1", "true", "dev") would mask ordinary words everywhere.

@@ -14,27 +14,27 @@ from types import MappingProxyType
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 from tenacity.wait import wait_base
 
-from .audit import AuditContext, write_audit
-from .config import ReviewerSpec
-from .decision import (
+from phasegate.reviews.audit import AuditContext, write_audit
+from phasegate.reviews.config import ReviewerSpec
+from phasegate.reviews.decision import (
     Verdict,
     drop_null_changes,
     parse_decision,
     reviewer_error,
 )
-from .outcome import AttemptRecord, ReviewOutcome, build_outcome
-from .parse import ReviewerOutput, parse_output, resolve_cost
-from .presets import PROMPT_FILE, build_invocation
-from .process import (
+from phasegate.reviews.outcome import AttemptRecord, ReviewOutcome, build_outcome
+from phasegate.reviews.parse import ReviewerOutput, parse_output, resolve_cost
+from phasegate.reviews.presets import PROMPT_FILE, build_invocation
+from phasegate.reviews.process import (
     DEFAULT_GRACE_S,
     DEFAULT_MAX_OUTPUT_BYTES,
     Clock,
     ProcessResult,
     run_bounded,
 )
-from .prompt import ReviewRequest, redacted_evidence, render_prompt
-from .redact import Redactor, write_private
-from .repo_digest import tree_digest
+from phasegate.reviews.prompt import ReviewRequest, redacted_evidence, render_prompt
+from phasegate.reviews.redact import Redactor, write_private
+from phasegate.reviews.repo_digest import tree_digest
 
 ALLOWED_ENV = frozenset({"PATH", "HOME", "LANG", "TERM", "TMPDIR"})
 # A failed run whose output says this was throttled is worth another try; anything else is not.

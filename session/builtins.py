@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .durable import atomic_write_text
-from .spec import PhaseSpec
+from phasegate.floor.durable import atomic_write_text
+from phasegate.session.spec import PhaseSpec
 
 
 def builtin_argv(phase: PhaseSpec, *, context: dict[str, Any], context_path: Path) -> list[str]:

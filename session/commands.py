@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import time
 
-from .errors import InvalidInput
-from .journal import Journal
-from .rundir import ControllerLock
-from .runs import OpenRun
+from phasegate.floor.errors import InvalidInput
+from phasegate.floor.rundir import ControllerLock
+from phasegate.journal.records import CommandRecord
+from phasegate.journal.store import Journal
+from phasegate.session.runs import OpenRun
 
 COMMAND_KINDS = ("stop", "approve", "waive")
 
 
-def apply_command(journal: Journal, command: sqlite3.Row) -> str:
+def apply_command(journal: Journal, command: CommandRecord) -> str:
     """Apply one queued command to the journal and mark it handled; returns what was done."""
-    args = json.loads(command["args"])
-    kind = command["kind"]
+    args, kind = command.args, command.kind
     if kind == "approve":
         journal.record_operator_action(args["gate_id"], "approved", args.get("note") or "")
         result = f"approved {args['gate_id']}"
@@ -28,7 +26,7 @@ def apply_command(journal: Journal, command: sqlite3.Row) -> str:
         result = "stop requested"
     else:
         result = f"ignored unknown command {kind!r}"
-    journal.mark_command_handled(command["id"], result)
+    journal.mark_command_handled(command.id, result)
     return result
 
 
@@ -40,25 +38,25 @@ def submit(run: OpenRun, kind: str, args: dict, *, wait_s: float = 10.0) -> tupl
     lock = ControllerLock(run.run_dir)
     if lock.acquire():  # nobody runs this session now: act as its controller for this one command
         try:
-            row = run.journal.conn.execute("SELECT * FROM commands WHERE id=?", (command_id,)).fetchone()
-            if row["handled_at"] is None:
-                return apply_command(run.journal, row), False
-            return row["result"], False
+            command = run.journal.command(command_id)
+            if command.handled_at is None:
+                return apply_command(run.journal, command), False
+            return command.result, False
         finally:
             lock.release()
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        row = run.journal.conn.execute("SELECT handled_at, result FROM commands WHERE id=?", (command_id,)).fetchone()
-        if row["handled_at"] is not None:
-            return row["result"], True
+        command = run.journal.command(command_id)
+        if command.handled_at is not None:
+            return command.result, True
         time.sleep(0.05)
     return "queued; the controller will apply it at its next check", True
 
 
 def stop_idle_run(run: OpenRun, reason: str, clock=time.time) -> str:
     """Stop a run no controller is executing (paused, or left by a crash): journal it, report it."""
-    from .reporting import Reporter
-    from .states import SessionState
+    from phasegate.floor.states import SessionState
+    from phasegate.session.reporting import Reporter
 
     state = run.journal.session_state()
     if state in (SessionState.COMPLETED, SessionState.STOPPED):

@@ -6,28 +6,33 @@ import enum
 import json
 import os
 import shutil
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from phasegate.floor.errors import ExitCode, RunDirError
+from phasegate.floor.events import EARLY_STOP_EXIT
+from phasegate.floor.faults import child_faults, crash_point
+from phasegate.floor.states import PhaseState, SessionState
+from phasegate.journal.store import STORAGE_ERRORS, is_disk_full
 from phasegate.reviews.redact import Redactor
-
-from .budget import BudgetMeter
-from .child import EARLY_STOP_EXIT
-from .errors import ExitCode, RunDirError
-from .faults import CRASH_ENV, ENOSPC_ENV, crash_point
-from .gating import StageOutcome, declared_gates, evaluate_stage, gate_context, recheck_gates
-from .gpu import GpuReader, default_reader
-from .phase_inputs import PhaseInputs, hourly_rate, input_hash
-from .reporting import Reporter, is_disk_full
-from .runner import ChildExit, end_process_group, process_is, spawn
-from .runs import OpenRun
-from .spec import PhaseSpec
-from .states import PhaseState, SessionState
-from .watchdog import Watchdog
+from phasegate.session.budget import BudgetMeter
+from phasegate.session.gating import (
+    StageOutcome,
+    declared_gates,
+    evaluate_stage,
+    gate_context,
+    recheck_gates,
+)
+from phasegate.session.gpu import GpuReader, default_reader
+from phasegate.session.phase_inputs import PhaseInputs, hourly_rate, input_hash
+from phasegate.session.reporting import Reporter
+from phasegate.session.runner import ChildExit, end_process_group, process_is, spawn
+from phasegate.session.runs import OpenRun
+from phasegate.session.spec import PhaseSpec
+from phasegate.session.watchdog import Watchdog
 
 Listener = Callable[[dict[str, Any]], None]
 PROGRESS_INTERVAL_S = 0.25
@@ -76,7 +81,7 @@ class Controller:
     # -- public ------------------------------------------------------------------------------
     def execute(self) -> ExitCode:
         """Run (or resume) the session; returns the exit code for the process."""
-        from .rundir import ControllerLock
+        from phasegate.floor.rundir import ControllerLock
 
         lock = ControllerLock(self.run.run_dir)
         if not lock.acquire():
@@ -84,7 +89,7 @@ class Controller:
                               f"watch it with `phasegate status {self.run.run_dir.root}`")
         try:
             return self._execute()
-        except (OSError, sqlite3.OperationalError) as exc:
+        except STORAGE_ERRORS as exc:
             if not is_disk_full(exc):
                 self._fail(exc)
                 raise
@@ -127,7 +132,7 @@ class Controller:
                 return PhaseOutcome(Route.STOP, f"operator stop: {stop}", "operator_stop")
             attempt = resumed
             if attempt is None:
-                pre = self._gates(phase, "pre", self.journal.phase_row(phase.id)["attempts"] + 1)
+                pre = self._gates(phase, "pre", self.journal.phase(phase.id).attempts + 1)
                 if pre.failed:
                     gate_id, summary = pre.failed[0]
                     trigger = "policy_recheck_failed" if "@" in gate_id else "gate_failed"
@@ -193,7 +198,7 @@ class Controller:
         artifacts.mkdir(parents=True)
         self._artifact_paths = []
         self._stop_event = None
-        inherited = {k: v for k, v in self.base_env.items() if k not in (CRASH_ENV, ENOSPC_ENV)}  # faults are ours
+        inherited = child_faults(self.base_env)  # the controller's own faults are not the child's
         env = {**inherited, **phase.env, "PHASEGATE_RUN_DIR": str(self.run.run_dir.root),
                "PHASEGATE_PHASE": phase.id, "PHASEGATE_ATTEMPT": str(attempt), "PHASEGATE_ARTIFACTS": str(artifacts),
                "PHASEGATE_PARAMS": json.dumps(params, sort_keys=True, default=str)}
@@ -277,13 +282,13 @@ class Controller:
     # -- commands, stop, pause -------------------------------------------------------------------
     def _stop_requested(self) -> str | None:
         """Handle queued commands; returns the reason of a stop request, if any."""
-        from .commands import apply_command
+        from phasegate.session.commands import apply_command
 
         for command in self.journal.pending_commands():
             apply_command(self.journal, command)
             self._publish()
-            if command["kind"] == "stop":
-                return json.loads(command["args"]).get("reason") or "no reason given"
+            if command.kind == "stop":
+                return command.args.get("reason") or "no reason given"
         return None
 
     def _stop(self, phase: PhaseSpec, outcome: PhaseOutcome) -> ExitCode:
@@ -316,21 +321,21 @@ class Controller:
 
     def _bill_pause(self) -> None:
         """A pod bills while it waits for an operator, unless the session file says it was released."""
-        row = self.journal.run_row()
+        run = self.journal.run()
         info = self.run.loaded.spec.session
-        if row["state"] == SessionState.PAUSED and not info.release_when_paused and self.meter.rate:
-            waited = max(0.0, self.clock() - row["updated_at"])
+        if run.state == SessionState.PAUSED and not info.release_when_paused and self.meter.rate:
+            waited = max(0.0, self.clock() - run.updated_at)
             self.journal.record_cost("gpu (paused)", None, waited * self.meter.rate / 3600, "waiting for an operator",
                                      seconds=waited)
 
     # -- resume ------------------------------------------------------------------------------
     def _reconcile(self) -> None:
         """End what a crashed controller left running and discard its unfinished attempts."""
-        for row in self.journal.open_attempts():
-            if row["pid"] is not None and process_is(row["pid"], row["pid_start"]):
-                end_process_group(row["pid"])
-            shutil.rmtree(self.run.run_dir.artifacts(row["phase"]), ignore_errors=True)
-            self.journal.discard_attempt(row["phase"], row["attempt"], "interrupted by a controller crash")
+        for open_attempt in self.journal.open_attempts():
+            if open_attempt.pid is not None and process_is(open_attempt.pid, open_attempt.pid_start):
+                end_process_group(open_attempt.pid)
+            shutil.rmtree(self.run.run_dir.artifacts(open_attempt.phase), ignore_errors=True)
+            self.journal.discard_attempt(open_attempt.phase, open_attempt.attempt, "interrupted by a controller crash")
 
     # -- helpers -----------------------------------------------------------------------------
     def _gates(self, phase: PhaseSpec, stage: str, attempt: int) -> StageOutcome:
@@ -350,17 +355,16 @@ class Controller:
         )
 
     def _last_seq(self) -> int:
-        return self.journal.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        return self.journal.last_event_seq()
 
     def _publish(self) -> None:
         """Hand journal events nobody has seen yet to the listeners (headless printer, UI)."""
         self.meter.tick(self.watchdog.phase)
         if not self.listeners:
             return
-        for row in self.journal.events_since(self._published):
-            self._published = row["seq"]
-            event = {"seq": row["seq"], "ts": row["ts"], "type": row["type"], "phase": row["phase"],
-                     **json.loads(row["data"])}
+        for record in self.journal.events_since(self._published):
+            self._published = record.seq
+            event = {"seq": record.seq, "ts": record.ts, "type": record.type, "phase": record.phase, **record.data}
             for listener in self.listeners:
                 listener(event)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from phasegate.gates import GATE_KINDS
 from phasegate.gates.base import GateContext, GateResult, GateStatus
-
-from .journal import Journal
-from .spec import GateSpec, PhaseSpec
+from phasegate.journal.records import GateRecord
+from phasegate.journal.store import Journal
+from phasegate.session.spec import GateSpec, PhaseSpec
 
 OK_STATUSES = {GateStatus.PASS, GateStatus.WARN, GateStatus.WAIVED}
 
@@ -79,12 +79,12 @@ def _evaluate(gate: DeclaredGate, context: GateContext) -> GateResult:
         return GateResult(GateStatus.FAIL, f"gate raised {type(exc).__name__}: {exc}", {"error": repr(exc)})
 
 
-def _reusable(row, gate: DeclaredGate) -> bool:
+def _reusable(row: GateRecord | None, gate: DeclaredGate) -> bool:
     """A decision kept from before a restart: passes always; failures only for costly kinds (reviews)."""
     if row is None:
         return False
     costly = getattr(GATE_KINDS.get(gate.spec.kind), "costly", False)
-    return row["status"] in ("pass", "warn") or (costly and row["status"] in ("fail", "pending"))
+    return row.status in ("pass", "warn") or (costly and row.status in ("fail", "pending"))
 
 
 def _operator_override(journal: Journal, gate_id: str, status: GateStatus) -> tuple[GateStatus, str | None]:
@@ -92,10 +92,10 @@ def _operator_override(journal: Journal, gate_id: str, status: GateStatus) -> tu
     action = journal.operator_action(gate_id)
     if action is None:
         return status, None
-    if action["action"] == "waived" and status in (GateStatus.FAIL, GateStatus.PENDING):
-        return GateStatus.WAIVED, action["note"]
-    if action["action"] == "approved" and status == GateStatus.PENDING:
-        return GateStatus.PASS, action["note"]
+    if action.action == "waived" and status in (GateStatus.FAIL, GateStatus.PENDING):
+        return GateStatus.WAIVED, action.note
+    if action.action == "approved" and status == GateStatus.PENDING:
+        return GateStatus.PASS, action.note
     return status, None
 
 
@@ -106,16 +106,16 @@ def _approved(note: str | None, summary: str) -> str:
     return f"approved by the operator{': ' + note if note else ''} ({summary})"
 
 
-def _reused(journal: Journal, gate: DeclaredGate, row, on_decided: Callable[[], None]) -> tuple[GateStatus, str, dict, bool]:
+def _reused(journal: Journal, gate: DeclaredGate, row: GateRecord, on_decided: Callable[[], None]) -> tuple[GateStatus, str, dict, bool]:
     """A decision kept from before; a pending one the operator approved since is journaled as passed,
     so that every reader (status, checkpoints, a later phase vetting its inputs) sees the approval."""
-    status, summary, evidence = GateStatus(row["status"]), row["summary"], json.loads(row["evidence"])
+    status, summary, evidence = GateStatus(row.status), row.summary, row.evidence
     effective, note = _operator_override(journal, gate.gate_id, status)
     if status == GateStatus.PENDING and effective == GateStatus.PASS:
         status, summary = effective, _approved(note, summary)
-        journal.record_gate(gate_id=gate.gate_id, phase=gate.phase_id, attempt=row["attempt"], stage=gate.stage,
+        journal.record_gate(gate_id=gate.gate_id, phase=gate.phase_id, attempt=row.attempt, stage=gate.stage,
                             kind=gate.spec.kind, status=str(status), summary=summary, evidence=evidence,
-                            metrics=json.loads(row["metrics"]))
+                            metrics=row.metrics)
         on_decided()
     return status, summary, evidence, False
 
@@ -124,7 +124,7 @@ def _decide(journal: Journal, gate: DeclaredGate, attempt: int, make_context: Co
             on_decided: Callable[[], None]) -> tuple[GateStatus, str, dict, bool]:
     """One gate's decision for an attempt (status, summary, evidence, decided now): reused when already
     decided, else evaluated and journaled."""
-    row = journal.conn.execute("SELECT * FROM gates WHERE gate_id=? AND attempt=?", (gate.gate_id, attempt)).fetchone()
+    row = journal.gate_decision(gate.gate_id, attempt)
     if _reusable(row, gate):
         return _reused(journal, gate, row, on_decided)
     result = _evaluate(gate, make_context(gate, attempt))

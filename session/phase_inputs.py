@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .budget import price_for
-from .builtins import builtin_argv
-from .gpu import GpuReader
-from .reporting import Reporter
-from .runs import OpenRun
-from .spec import PhaseSpec, expand
+from phasegate.journal.budget import price_for
+from phasegate.session.builtins import builtin_argv
+from phasegate.session.gpu import GpuReader
+from phasegate.session.reporting import Reporter
+from phasegate.session.runs import OpenRun
+from phasegate.session.spec import PhaseSpec, expand
 
 
 class PhaseInputs:
@@ -41,13 +41,10 @@ class PhaseInputs:
 
     def history(self, phase: PhaseSpec, attempt: int) -> dict[str, Any]:
         """What a reviewer is shown of the past: this phase's metrics, earlier attempts, the last checkpoint."""
-        rows = self.run.journal.conn.execute(
-            "SELECT attempt, gate_id, status, summary FROM gates WHERE phase=? AND attempt<? ORDER BY attempt",
-            (phase.id, attempt)).fetchall()
         previous: dict[int, dict[str, Any]] = {}
-        for row in rows:
-            previous.setdefault(row["attempt"], {"attempt": row["attempt"], "gates": []})["gates"].append(
-                {"gate": row["gate_id"], "status": row["status"], "summary": row["summary"]})
+        for gate in self.run.journal.earlier_gate_decisions(phase.id, attempt):
+            previous.setdefault(gate.attempt, {"attempt": gate.attempt, "gates": []})["gates"].append(
+                {"gate": gate.gate_id, "status": gate.status, "summary": gate.summary})
         checkpoint = self.run.run_dir.checkpoint
         return {"metrics": self.reporter.snapshot().metrics.get(phase.id, {}),
                 "previous_attempts": list(previous.values()),
@@ -74,7 +71,7 @@ class PhaseInputs:
         spec = self.spec
         context = {"phase_id": phase.id, "kind": phase.kind, "run_dir": values["run_dir"],
                    "session_dir": values["session_dir"], "artifacts_dir": values["artifacts"],
-                   "attempt": self.run.journal.phase_row(phase.id)["attempts"] + 1, "seed": spec.session.seed,
+                   "attempt": self.run.journal.phase(phase.id).attempts + 1, "seed": spec.session.seed,
                    "params": self.params(phase),
                    "model": spec.model.model_dump() if spec.model else None,
                    "upstream": self.upstream(phase)}

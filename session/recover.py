@@ -8,11 +8,11 @@ from pathlib import Path
 
 import yaml
 
-from .durable import sha256_file
-from .errors import RunDirError
-from .rundir import RunDir
-from .runs import OpenRun, create_run
-from .spec import load_spec
+from phasegate.floor.durable import sha256_file
+from phasegate.floor.errors import RunDirError
+from phasegate.floor.rundir import RunDir
+from phasegate.session.runs import OpenRun, create_run
+from phasegate.session.spec import load_spec
 
 
 @dataclass(frozen=True)

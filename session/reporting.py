@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import errno
+import json
 import os
-import sqlite3
 import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -12,22 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from phasegate.checkpoints.render import render_checkpoint, render_incident
-
-from .durable import atomic_write_text, fsync_dir, sha256_file
-from .errors import DiskFull
-from .rundir import utc_stamp
-from .runs import OpenRun
-from .snapshot import RunSnapshot, iso, take_snapshot
-from .states import SessionState
+from phasegate.floor.durable import atomic_write_text, fsync_dir, sha256_file
+from phasegate.floor.errors import DiskFull
+from phasegate.floor.rundir import utc_stamp
+from phasegate.floor.states import SessionState
+from phasegate.journal.snapshot import RunSnapshot, iso, take_snapshot
+from phasegate.session.runs import OpenRun
 
 LOG_TAIL_LINES = 40
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """ENOSPC from a file write, or SQLite saying its disk is full."""
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return True
-    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
 
 
 def fallback_incident_dir() -> Path:
@@ -71,11 +62,8 @@ class Reporter:
 
     def timeline(self, phase_id: str | None, limit: int = 30) -> list[str]:
         """The run's last events (this phase's and the session's), one line each."""
-        rows = self.run.journal.conn.execute(
-            "SELECT ts, type, phase, data FROM events WHERE (phase IS NULL OR phase = ?) AND type != 'progress'"
-            " ORDER BY seq DESC LIMIT ?", (phase_id, limit)).fetchall()
-        return [f"- {iso(r['ts'])} {r['type']}{' ' + r['phase'] if r['phase'] else ''}: {_brief(r['data'])}"
-                for r in reversed(rows)]
+        return [f"- {iso(e.ts)} {e.type}{' ' + e.phase if e.phase else ''}: {_brief(json.dumps(e.data, sort_keys=True))}"
+                for e in self.run.journal.recent_events(phase_id, limit)]
 
     def incident(self, trigger: str, phase_id: str | None, attempt: int | None, evidence: dict[str, Any]) -> Path:
         """Write incidents/INCIDENT-<stamp>.md with the evidence, the log tail and the way back."""

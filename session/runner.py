@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .child import EVENTS_FD_ENV
+from phasegate.floor.events import EVENTS_FD_ENV
 
 PR_SET_PDEATHSIG = 1
 # What a CUDA out-of-memory looks like in a phase's output (PyTorch, cuBLAS, the CUDA runtime).

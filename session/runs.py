@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .durable import atomic_write_text, fsync_dir
-from .errors import JournalError, RunDirError
-from .journal import Journal
-from .rundir import RunDir, utc_stamp
-from .spec import LoadedSpec, load_spec
+from phasegate.floor.durable import atomic_write_text, fsync_dir
+from phasegate.floor.errors import JournalError, RunDirError
+from phasegate.floor.rundir import RunDir, utc_stamp
+from phasegate.floor.states import PhaseState
+from phasegate.journal.store import Journal
+from phasegate.session.spec import LoadedSpec, load_spec
 
 
 @dataclass
@@ -42,10 +43,11 @@ class OpenRun:
         if not isinstance(count, int | float):
             return None
         for earlier in reversed(phases[: phases.index(phase)]):
-            row = self.journal.phase_row(earlier.id)
+            record = self.journal.phase(earlier.id)
             done_count = earlier.params.get("count")
-            if row["state"] == "passed" and isinstance(done_count, int | float) and done_count and row["ended_at"]:
-                minutes = (row["ended_at"] - row["started_at"]) / 60
+            if record.state == PhaseState.PASSED and isinstance(done_count, int | float) and done_count \
+                    and record.ended_at:
+                minutes = (record.ended_at - record.started_at) / 60
                 return minutes / done_count * count  # items per minute measured in the earlier phase
         return None
 
@@ -58,7 +60,7 @@ class OpenRun:
 
     @property
     def session_dir(self) -> Path:
-        return Path(self.journal.run_row()["session_dir"])
+        return self.journal.run().session_dir
 
 
 def _default_run_dir(name: str, now: float) -> Path:
@@ -101,13 +103,13 @@ def open_run(root: Path, *, clock=time.time) -> OpenRun:
     folder = RunDir(Path(root).resolve())
     folder.require_existing()
     journal = Journal.open(folder.db, clock=clock)
-    row = journal.run_row()
-    if row is None:
+    run = journal.run()
+    if run is None:
         raise JournalError(f"{folder.db}: the journal has no run row; it was cut short while the run was created. "
                            f"Start the session again with `phasegate run`")
     frozen = load_spec(folder.spec)
-    if frozen.sha256 != row["spec_sha256"]:
+    if frozen.sha256 != run.spec_sha256:
         raise RunDirError(f"{folder.spec}: the frozen session file was edited after the run started "
                           f"(sha256 differs from the journal); restore it or start a new run")
-    original = LoadedSpec(spec=frozen.spec, path=Path(row["spec_path"]), text=frozen.text, sha256=frozen.sha256)
+    original = LoadedSpec(spec=frozen.spec, path=run.spec_path, text=frozen.text, sha256=frozen.sha256)
     return OpenRun(folder, journal, original)

@@ -11,11 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from phasegate.pipeline.model_spec import ModelSpec
+from phasegate.floor.errors import SpecError
+from phasegate.pipeline.model.spec import ModelSpec
 from phasegate.reviews.config import ReviewerSpec
-
-from .errors import SpecError
-from .spec_errors import describe_validation_error
+from phasegate.session.spec_errors import describe_validation_error
 
 PLACEHOLDERS = {
     "run_dir": "the run folder",
@@ -195,8 +194,7 @@ def load_spec(path: Path, *, display_path: Path | None = None) -> LoadedSpec:
 def _check_gates(spec: SessionSpec, text: str, shown: str) -> None:
     """Validate every gate's kind and options against the gate registry."""
     from phasegate.gates import validate_gate_options
-
-    from .spec_errors import locate_line
+    from phasegate.session.spec_errors import locate_line
 
     for p_index, phase in enumerate(spec.phases):
         for table in ("pre_gates", "gates"):

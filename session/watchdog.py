@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .budget import BudgetMeter
-from .gpu import GpuReader, GpuSample, process_group_pids
-from .spec import PhaseSpec, SessionInfo
+from phasegate.session.budget import BudgetMeter
+from phasegate.session.gpu import GpuReader, GpuSample, process_group_pids
+from phasegate.session.spec import PhaseSpec, SessionInfo
 
 SAMPLE_EVERY_S = 1.0
 DOWNSAMPLE_AFTER_S = 600.0  # past ten minutes a run keeps one journaled sample in ten (peaks are kept exactly)
@@ -98,7 +98,7 @@ class Watchdog:
         allocation = self.info.budget_usd
         if allocation is None:
             return None
-        spent = self.journal.conn.execute("SELECT COALESCE(SUM(amount_usd), 0) FROM ledger").fetchone()[0]
+        spent = self.journal.spent_usd()
         spent += self.meter.unbilled_usd()
         if not self._warned and spent >= self.info.budget_warn_at * allocation:
             self._warned = True

@@ -27,7 +27,7 @@ def test_no_core_module_imports_textual():
 
 
 def test_loading_the_cli_and_controller_does_not_load_textual():
-    code = ("import sys, phasegate.session.cli, phasegate.session.controller, phasegate.checkpoints.render, "
+    code = ("import sys, phasegate.cli.main, phasegate.session.controller, phasegate.checkpoints.render, "
             "phasegate.gates; print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

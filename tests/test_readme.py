@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
-from phasegate.session.docs import render_readme
+from phasegate.cli.docs import render_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_generated_references_are_current():
     text = (ROOT / "README.md").read_text()
-    assert render_readme(text) == text, "run: python -m phasegate.session.docs --write README.md"
+    assert render_readme(text) == text, "run: python -m phasegate.cli.docs --write README.md"
 
 
 def test_the_two_commands_are_make_targets_and_ci_runs_the_test_one():

@@ -41,25 +41,24 @@ from textual.reactive import reactive
 from textual.widgets import DataTable
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from phasegate.session.errors import PhasegateError
-from phasegate.session.snapshot import GateView
-
-from .format import approved_gates
-from .messages import CommandDone, ReaderTrouble, TextLoaded, ViewSampled
-from .operator import Operator
-from .reader import RunReader, RunView
-from .screens.approve import ApproveScreen
-from .screens.confirm_stop import ConfirmStopScreen
-from .screens.quit_run import QuitRunScreen
-from .screens.text_view import TextViewScreen
-from .screens.waive import WaiveScreen
-from .widgets.budget import BudgetPanel
-from .widgets.current_phase import CurrentPhase
-from .widgets.footer import KeyFooter
-from .widgets.gates import GatesPanel
-from .widgets.gpu import GpuPanel
-from .widgets.header import RunHeader
-from .widgets.timeline import Timeline
+from phasegate.floor.errors import PhasegateError
+from phasegate.journal.snapshot import GateView
+from phasegate.tui.format import approved_gates
+from phasegate.tui.messages import CommandDone, ReaderTrouble, TextLoaded, ViewSampled
+from phasegate.tui.operator import Operator
+from phasegate.tui.reader import RunReader, RunView
+from phasegate.tui.screens.approve import ApproveScreen
+from phasegate.tui.screens.confirm_stop import ConfirmStopScreen
+from phasegate.tui.screens.quit_run import QuitRunScreen
+from phasegate.tui.screens.text_view import TextViewScreen
+from phasegate.tui.screens.waive import WaiveScreen
+from phasegate.tui.widgets.budget import BudgetPanel
+from phasegate.tui.widgets.current_phase import CurrentPhase
+from phasegate.tui.widgets.footer import KeyFooter
+from phasegate.tui.widgets.gates import GatesPanel
+from phasegate.tui.widgets.gpu import GpuPanel
+from phasegate.tui.widgets.header import RunHeader
+from phasegate.tui.widgets.timeline import Timeline
 
 MODES = ("watch", "run")
 MAX_REDRAWS_PER_S = 4

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,13 +35,9 @@ def hms(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
 
 
-def describe(kind: str, phase: str | None, data_json: str) -> str | None:
+def describe(kind: str, phase: str | None, data: dict[str, Any]) -> str | None:
     """One readable line for a journal event, or None for events the panel leaves out."""
     if kind in SKIPPED:
         return None
-    try:
-        data = json.loads(data_json)
-    except (TypeError, ValueError):
-        data = {}
     render = _TEXT.get(kind)
     return render(phase, data) if render else f"  {kind}" + (f" ({phase})" if phase else "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from phasegate.session.snapshot import GateView
+from phasegate.journal.snapshot import GateView
 
 PHASE_MARKS = {"passed": "✓", "running": "▶", "pending": "·", "failed": "✗", "skipped": "–"}
 SESSION_MARKS = {"created": "○", "running": "▶", "paused": "‖", "completed": "✓", "stopped": "■",

@@ -10,11 +10,10 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from phasegate.floor.rundir import controller_is_live
 from phasegate.session.commands import stop_idle_run, submit
-from phasegate.session.rundir import controller_is_live
 from phasegate.session.runs import open_run
-
-from .launch import spawn_controller
+from phasegate.tui.controller_process import spawn_controller
 
 
 class Operator:

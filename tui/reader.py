@@ -13,11 +13,10 @@ from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from phasegate.floor.states import FINISHED_SESSION_STATES
+from phasegate.journal.snapshot import GateView, PhaseView, RunSnapshot, take_snapshot
 from phasegate.session.runs import OpenRun, open_run
-from phasegate.session.snapshot import GateView, PhaseView, RunSnapshot, take_snapshot
-from phasegate.session.states import FINISHED_SESSION_STATES
-
-from .feed import describe
+from phasegate.tui.feed import describe
 
 FEED_SIZE = 200
 # Elapsed time and budget move while nothing is written, so the view is re-read this often anyway.
@@ -107,7 +106,7 @@ class RunReader:
         since = time.monotonic() - self._last_read
         if not force and since < self.min_gap_s:
             return None  # a change now is still seen: data_version stays different until the next read
-        version = self.run.journal.conn.execute("PRAGMA data_version").fetchone()[0]
+        version = self.run.journal.data_version()
         if not (force or since >= FULL_READ_EVERY_S or version != self._version or self._log_grew()):
             return None
         self._version, self._last_read = version, time.monotonic()
@@ -128,13 +127,12 @@ class RunReader:
 
     def _read_events(self) -> None:
         if self._seq is None:  # first read: only the tail of a long history
-            last = self.run.journal.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-            self._seq = max(0, last - FEED_SIZE)
-        for row in self.run.journal.events_since(self._seq):
-            self._seq = row["seq"]
-            text = describe(row["type"], row["phase"], row["data"])
+            self._seq = max(0, self.run.journal.last_event_seq() - FEED_SIZE)
+        for record in self.run.journal.events_since(self._seq):
+            self._seq = record.seq
+            text = describe(record.type, record.phase, record.data)
             if text is not None:
-                self._push(row["ts"], text)
+                self._push(record.ts, text)
 
     # -- the current phase's output ----------------------------------------------------------
     def _log_size(self) -> int:

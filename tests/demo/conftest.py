@@ -21,6 +21,6 @@ def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo_model(demo_cache: Path) -> Path:
     """The trained demo model (trained once, a few dozen seconds, when the cache is cold)."""
-    from phasegate.pipeline.demo_model import build_demo_model
+    from phasegate.demo.model import build_demo_model
 
     return build_demo_model(demo_cache)

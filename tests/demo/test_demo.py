@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from phasegate.session.demo import FAULTS, prepare_demo, run_demo
+from phasegate.demo.run import FAULTS, prepare_demo, run_demo
 from tests.conftest import run_cli, status_json
 from tests.tui.test_tmux import Pane
 
@@ -104,7 +104,7 @@ def test_the_controller_process_the_tui_watches_injects_the_fault(tmp_path, demo
     opened = prepare_demo(tmp_path / "run", fault="oom", cache_dir=demo_cache, phases=["versions", "load"],
                           fault_phase="load", say=lambda _: None)
     opened.journal.close()
-    argv = [sys.executable, "-m", "phasegate.session.demo", str(tmp_path / "run"), "--fault", "oom",
+    argv = [sys.executable, "-m", "phasegate.demo.run", str(tmp_path / "run"), "--fault", "oom",
             "--fault-phase", "load"]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert result.returncode == 3, result.stderr

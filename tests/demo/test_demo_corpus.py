@@ -5,14 +5,14 @@ from __future__ import annotations
 import itertools
 import re
 
-from phasegate.pipeline import demo_corpus
-from phasegate.pipeline.dedup import normalize_text
-from phasegate.pipeline.prompts import (
+from phasegate.demo import corpus as demo_corpus
+from phasegate.pipeline.data.dedup import normalize_text
+from phasegate.pipeline.data.testset import TEMPLATES
+from phasegate.pipeline.generation.prompts import (
     INSTRUCTION_CRITIC_RUBRIC,
     INSTRUCTION_LIST_HEADER,
     PAIR_CRITIC_RUBRIC,
 )
-from phasegate.pipeline.testset import TEMPLATES
 
 
 def test_same_seed_same_corpus_and_digest():

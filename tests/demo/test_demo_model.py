@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import time
 
-from phasegate.pipeline.demo_model import (
+from phasegate.demo.model import (
     INFO_FILE,
     build_contaminated_model,
     build_demo_model,
     cache_key,
 )
-from phasegate.pipeline.loader import load_clean
-from phasegate.pipeline.model_spec import ModelSpec
+from phasegate.pipeline.model.loader import load_clean
+from phasegate.pipeline.model.spec import ModelSpec
 
 
 def test_a_second_build_reuses_the_cached_model(demo_model, demo_cache):
@@ -27,8 +27,8 @@ def test_a_second_build_reuses_the_cached_model(demo_model, demo_cache):
 
 
 def test_the_trained_model_passes_its_load_checks_and_ends_its_answers(demo_model):
-    from phasegate.pipeline.generate import GenerationSettings, generate_texts
-    from phasegate.pipeline.prompts import RESPONSE_STOPS, response_prompt
+    from phasegate.pipeline.generation.generate import GenerationSettings, generate_texts
+    from phasegate.pipeline.generation.prompts import RESPONSE_STOPS, response_prompt
 
     loaded = load_clean(ModelSpec(path=str(demo_model)), strict=False)
     assert not loaded.failed_checks

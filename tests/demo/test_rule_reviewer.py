@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from phasegate.demo.rule_reviewer import decide
 from phasegate.reviews.decision import Decision, parse_decision
 from phasegate.reviews.prompt import ReviewRequest, redacted_evidence, render_prompt
-from phasegate.reviews.rule_reviewer import decide
 
 GOOD = {"runaway_rate": 0.0, "token_limit_rate": 0.0, "leakage_count": 0, "median_tokens": 11,
         "instruction_acceptance": 0.9, "pair_acceptance": 0.8}
@@ -25,7 +25,7 @@ def ask(tmp_path, req: ReviewRequest, *args: str, with_evidence: bool = True):
     """Run the CLI the way the review runner does: prompt on stdin, evidence.json in its folder."""
     if with_evidence:
         (tmp_path / "evidence.json").write_text(redacted_evidence(req))
-    result = subprocess.run([sys.executable, "-m", "phasegate.reviews.rule_reviewer", *args],
+    result = subprocess.run([sys.executable, "-m", "phasegate.demo.rule_reviewer", *args],
                             input=render_prompt(req), capture_output=True, text=True, cwd=tmp_path,
                             timeout=60)
     return result, parse_decision(result.stdout, gate_id=req.gate_id, nonce=req.nonce)
@@ -65,12 +65,12 @@ def test_a_missing_metric_never_passes():
 
 
 def test_without_an_answer_contract_it_refuses(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "phasegate.reviews.rule_reviewer"], input="hello",
+    result = subprocess.run([sys.executable, "-m", "phasegate.demo.rule_reviewer"], input="hello",
                             capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 2 and "no answer contract" in result.stderr and not result.stdout
 
 
 def test_hang_never_answers(tmp_path):
     with pytest.raises(subprocess.TimeoutExpired):
-        subprocess.run([sys.executable, "-m", "phasegate.reviews.rule_reviewer", "--hang"],
+        subprocess.run([sys.executable, "-m", "phasegate.demo.rule_reviewer", "--hang"],
                        input=render_prompt(request(GOOD)), capture_output=True, text=True, timeout=3)

@@ -10,8 +10,8 @@ import pytest
 # No test may reach a model hub; child processes inherit this too.
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from phasegate.pipeline.loader import LoadedModel, ModelSpec, load_clean  # noqa: E402
-from phasegate.pipeline.tinymodel import build_tiny_model  # noqa: E402
+from phasegate.demo.tinymodel import build_tiny_model  # noqa: E402
+from phasegate.pipeline.model.loader import LoadedModel, ModelSpec, load_clean  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from phasegate.pipeline.contamination import (
+from phasegate.pipeline.errors import ContaminationError
+from phasegate.pipeline.model.contamination import (
     audit_prompts,
     check_sentinel,
     check_template_markers,
     check_token_delta,
 )
-from phasegate.pipeline.errors import ContaminationError
-from phasegate.pipeline.following import HELDOUT_CASES, SENTINEL_CASES, score_completions
-from phasegate.pipeline.loader import CleanTokenizer, LoadedModel, ModelSpec, load_clean
+from phasegate.pipeline.model.following import HELDOUT_CASES, SENTINEL_CASES, score_completions
+from phasegate.pipeline.model.loader import LoadedModel, ModelSpec, load_clean
+from phasegate.pipeline.tokenizer import CleanTokenizer
 
 # Completions a chat-tuned model would give to the sentinel instructions, in order.
 FOLLOWING = [

@@ -8,21 +8,26 @@ from pathlib import Path
 import pytest
 import torch
 
-from phasegate.pipeline.critic import Critique, answer_token_ids, score_ab, score_ab_plain
 from phasegate.pipeline.errors import PipelineError
-from phasegate.pipeline.loader import LoadedModel, ModelSpec, load_clean
-from phasegate.pipeline.prefix_cache import (
+from phasegate.pipeline.generation.critic import (
+    Critique,
+    answer_token_ids,
+    score_ab,
+    score_ab_plain,
+)
+from phasegate.pipeline.generation.prefix_cache import (
     MIN_SHARED_PREFIX,
     PlannedBatch,
     common_prefix_len,
     plan_prefix_batches,
 )
-from phasegate.pipeline.prompts import (
+from phasegate.pipeline.generation.prompts import (
     INSTRUCTION_CRITIC_RUBRIC,
     SEED_INSTRUCTIONS,
     instruction_critic_prompt,
     pair_critic_prompt,
 )
+from phasegate.pipeline.model.loader import LoadedModel, ModelSpec, load_clean
 
 INSTRUCTION_PROMPTS = [instruction_critic_prompt(s) for s in SEED_INSTRUCTIONS]
 PAIR_PROMPTS = [

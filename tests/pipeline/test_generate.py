@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from phasegate.pipeline.generate import (
+from phasegate.pipeline.generation.generate import (
     GenerationSettings,
     generate_texts,
     padding_waste,
     plan_batches,
     repetition_loop,
 )
-from phasegate.pipeline.loader import LoadedModel, ModelSpec, load_clean
-from phasegate.pipeline.prompts import SEED_INSTRUCTIONS, response_prompt
+from phasegate.pipeline.generation.prompts import SEED_INSTRUCTIONS, response_prompt
+from phasegate.pipeline.model.loader import LoadedModel, ModelSpec, load_clean
 
 PROMPTS = [response_prompt(s) for s in SEED_INSTRUCTIONS] + [
     "Instruction: Hi\nResponse:",

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from phasegate.pipeline.errors import CudaRequiredError, ModelLoadError, PipelineError
 from phasegate.pipeline.files import sha256_file
-from phasegate.pipeline.loader import (
+from phasegate.pipeline.model.loader import (
     LoadedModel,
     ModelSpec,
     load_clean,

@@ -14,8 +14,8 @@ import pytest
 from phasegate.gates.base import GateStatus
 from phasegate.gates.threshold import evaluate_rules, parse_rule
 from phasegate.pipeline.__main__ import main
+from phasegate.pipeline.data.qc import DEFAULT_THRESHOLDS
 from phasegate.pipeline.files import read_jsonl, sha256_file
-from phasegate.pipeline.qc import DEFAULT_THRESHOLDS
 
 # Small and permissive so the random tiny model's rows travel the whole pipeline.
 PILOT_PARAMS = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from phasegate.pipeline.prompts import (
+from phasegate.pipeline.generation.prompts import (
     CHAT_MARKERS,
     clean_response,
     delimiter_leakage,

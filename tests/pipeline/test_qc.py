@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from phasegate.pipeline.errors import PhaseInputError
-from phasegate.pipeline.qc import (
+from phasegate.pipeline.data.qc import (
     DEFAULT_THRESHOLDS,
     check_rules,
     merge_thresholds,
     qc_metrics,
     write_qc_summary,
 )
+from phasegate.pipeline.errors import PhaseInputError
 
 
 def row(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from phasegate.demo.tinymodel import build_tiny_model
 from phasegate.pipeline.files import sha256_file
-from phasegate.pipeline.tinymodel import build_tiny_model
 
 
 def _hashes(folder: Path) -> dict[str, str]:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from phasegate.session.faults import CRASH_EXIT_CODE, CRASH_POINTS
+from phasegate.floor.faults import CRASH_EXIT_CODE, CRASH_POINTS
 from tests.conftest import run_cli, status_json
 from tests.reviews.conftest import fakes  # noqa: F401  (fixture: fake reviewer CLIs on PATH)
 
@@ -39,7 +39,7 @@ def test_crash_point_then_resume(fakes, workspace, point, nth):  # noqa: F811
     (fakes.repo / "s.toml").write_text(session_text())
     run_dir = fakes.runs / "run"
     crashed = run_cli("run", fakes.repo / "s.toml", "--run-dir", run_dir,
-                      env={**fakes.env, "PHASEGATE_CRASH_AT": f"{point}:{nth}"})
+                      env={**fakes.env, "PHASEGATE_FAULT": f"crash_at:{point}:{nth}"})
     assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr  # the point was really reached
     again = (run_cli("resume", run_dir, env=fakes.env) if run_dir.exists()
              else run_cli("run", fakes.repo / "s.toml", "--run-dir", run_dir, env=fakes.env))

@@ -143,7 +143,7 @@ def test_stop_decision_stops_early(fakes):
 
 def test_crash_after_the_review_returns_bills_the_reviewer_once(fakes):
     fakes.scenario(mode="ok", decision="SCALE")
-    result, run_dir = start(fakes, session(), env_extra={"PHASEGATE_CRASH_AT": "after_review"})
+    result, run_dir = start(fakes, session(), env_extra={"PHASEGATE_FAULT": "crash_at:after_review"})
     assert result.returncode == 86  # the controller died right after the reviewer answered
     assert run_cli("resume", run_dir, env=fakes.env).returncode == 0
     assert len(fakes.calls()) == 1

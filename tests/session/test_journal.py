@@ -4,9 +4,9 @@ import sqlite3
 
 import pytest
 
-from phasegate.session.errors import JournalError
-from phasegate.session.journal import Journal
-from phasegate.session.states import PhaseState, SessionState
+from phasegate.floor.errors import JournalError
+from phasegate.floor.states import PhaseState, SessionState
+from phasegate.journal.store import Journal
 
 
 def make(tmp_path):
@@ -16,8 +16,9 @@ def make(tmp_path):
 
 def test_wal_and_full_sync(tmp_path):
     journal = make(tmp_path)
-    assert journal.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert journal.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    durability = journal.durability()
+    assert durability["journal_mode"] == "wal"
+    assert durability["synchronous"] == 2  # FULL
 
 
 def test_attempt_lifecycle_and_events(tmp_path):
@@ -25,11 +26,11 @@ def test_attempt_lifecycle_and_events(tmp_path):
     journal.set_session_state(SessionState.RUNNING)
     attempt = journal.begin_attempt("a", "hash")
     assert attempt == 1 and journal.phase_state("a") == PhaseState.RUNNING
-    assert [r["attempt"] for r in journal.open_attempts()] == [1]
+    assert [r.attempt for r in journal.open_attempts()] == [1]
     journal.mark_exited("a", 1, 0, [("artifacts/a/x", "f" * 64, 3)])
     assert journal.open_attempts() == [] and journal.exited_attempt("a") == 1
     journal.finish_attempt("a", 1, passed=True)
-    types = [r["type"] for r in journal.events_since(0)]
+    types = [r.type for r in journal.events_since(0)]
     assert types == ["run_created", "session_state", "phase_started", "phase_exited", "phase_finished"]
 
 
@@ -39,7 +40,7 @@ def test_completed_phase_cannot_start_again(tmp_path):
     journal.finish_attempt("a", 1, passed=True)
     with pytest.raises(Exception, match="cannot go from passed to running"):
         journal.begin_attempt("a", "h")
-    assert journal.phase_row("a")["attempts"] == 1  # the refused change left nothing behind
+    assert journal.phase("a").attempts == 1  # the refused change left nothing behind
 
 
 def test_schema_version_mismatch_is_a_clear_error(tmp_path):

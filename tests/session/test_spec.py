@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from phasegate.session.errors import SpecError
+from phasegate.floor.errors import SpecError
 from phasegate.session.spec import SessionSpec, load_spec
 from tests.conftest import run_cli
 

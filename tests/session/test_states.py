@@ -2,8 +2,8 @@
 
 import pytest
 
-from phasegate.session.errors import IllegalTransition
-from phasegate.session.states import (
+from phasegate.floor.errors import IllegalTransition
+from phasegate.floor.states import (
     PhaseState,
     SessionState,
     check_phase_transition,

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from phasegate.journal.snapshot import GpuView
 from phasegate.session.runs import open_run
-from phasegate.session.snapshot import GpuView
 from phasegate.tui.reader import FeedLine, RunReader, RunView
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z

@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import sys
 
-from phasegate.session.rundir import RunDir, controller_is_live
+from phasegate.floor.rundir import RunDir, controller_is_live
 from phasegate.tui.app import create_app
 from phasegate.tui.screens.confirm_stop import ConfirmStopScreen
 from phasegate.tui.screens.quit_run import QuitRunScreen

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from phasegate.session.journal import Journal
-from phasegate.session.snapshot import GateView
+from phasegate.journal.snapshot import GateView
+from phasegate.journal.store import Journal
+from phasegate.tui.controller_process import exit_code_for
 from phasegate.tui.feed import describe
 from phasegate.tui.format import clock_text, fit_left, gate_detail
-from phasegate.tui.launch import exit_code_for
 from phasegate.tui.reader import FEED_SIZE, RunReader
 from phasegate.tui.widgets.budget import budget_lines
 from phasegate.tui.widgets.gpu import gpu_lines

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from phasegate.session.rundir import RunDir, controller_is_live
+from phasegate.floor.rundir import RunDir, controller_is_live
 from tests.tui.conftest import make_session
 
 pytestmark = pytest.mark.skipif(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .reason import ReasonDialog
+from phasegate.tui.screens.reason import ReasonDialog
 
 
 class ApproveScreen(ReasonDialog):

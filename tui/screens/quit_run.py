@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from ..widgets.footer import KeyFooter
+from phasegate.tui.widgets.footer import KeyFooter
 
 
 class QuitRunScreen(ModalScreen[str | None]):

@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from ..widgets.footer import KeyFooter
+from phasegate.tui.widgets.footer import KeyFooter
 
 
 class ReasonDialog(ModalScreen[str | None]):

@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
-from ..widgets.footer import KeyFooter
+from phasegate.tui.widgets.footer import KeyFooter
 
 
 class TextViewScreen(Screen[None]):

@@ -9,9 +9,9 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import ProgressBar, Static
 
-from ..format import hours, money, rate
-from ..reader import RunView
-from . import set_text
+from phasegate.tui.format import hours, money, rate
+from phasegate.tui.reader import RunView
+from phasegate.tui.widgets import set_text
 
 
 def budget_lines(budget: dict[str, Any]) -> tuple[str, str]:

@@ -8,11 +8,11 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import ProgressBar, RichLog, Static
 
-from ..feed import hms
-from ..format import clock_text
-from ..reader import RunView
-from . import set_text
-from .timeline import phase_duration
+from phasegate.tui.feed import hms
+from phasegate.tui.format import clock_text
+from phasegate.tui.reader import RunView
+from phasegate.tui.widgets import set_text
+from phasegate.tui.widgets.timeline import phase_duration
 
 LOG_LINES = 500
 

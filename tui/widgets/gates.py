@@ -9,9 +9,9 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
-from ..format import approved_gates, gate_detail, gate_status
-from ..reader import RunView
-from . import set_text
+from phasegate.tui.format import approved_gates, gate_detail, gate_status
+from phasegate.tui.reader import RunView
+from phasegate.tui.widgets import set_text
 
 COLUMNS = ("status", "gate", "phase", "summary")
 MAX_COLUMN = 120  # a long summary scrolls sideways; its whole text is in the detail line and the journal

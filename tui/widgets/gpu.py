@@ -7,9 +7,9 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import ProgressBar, Sparkline, Static
 
-from ..format import DASH, gib
-from ..reader import RunView
-from . import set_text
+from phasegate.tui.format import DASH, gib
+from phasegate.tui.reader import RunView
+from phasegate.tui.widgets import set_text
 
 
 def _num(value: float | None, unit: str) -> str:

@@ -6,8 +6,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from ..format import clock_text, fit_left, session_label
-from ..reader import RunView
+from phasegate.tui.format import clock_text, fit_left, session_label
+from phasegate.tui.reader import RunView
 
 
 class RunHeader(Widget):

@@ -6,8 +6,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from ..format import PHASE_MARKS, clock_text
-from ..reader import RunView
+from phasegate.tui.format import PHASE_MARKS, clock_text
+from phasegate.tui.reader import RunView
 
 
 def phase_duration(phase, now: float) -> float | None:

@@ -1,0 +1,1 @@
+"""The command line: typer commands over the headless core, and the generator of its reference docs."""

@@ -1,0 +1,258 @@
+"""The `phasegate` command line: headless, scriptable, with exit codes an agent can branch on."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from phasegate.floor.errors import ExitCode, InvalidInput, PhasegateError
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 completed · 1 internal error · 2 invalid input (session file, run folder, journal) · "
+    "3 stopped (failed gate, early stop or operator; an incident report exists) · "
+    "4 paused, waiting for an operator (approve or waive, then resume)."
+)
+
+app = typer.Typer(
+    name="phasegate",
+    help="Session controller for supervised LLM fine-tuning: declared phases, gates, reviewers, budget, "
+         "checkpoints an agent can resume from.\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    options_metavar="[OPTIONS]",
+)
+
+RunDirArg = Annotated[Path, typer.Argument(help="A run folder (runs/<name>-<stamp>/).", metavar="RUN_DIR", show_default=False)]
+SessionArg = Annotated[Path, typer.Argument(help="A session file (TOML), e.g. examples/quickstart.toml.", metavar="SESSION",
+                                            show_default=False)]
+HeadlessOpt = Annotated[bool, typer.Option("--headless", help="Print one JSON event per line on stdout "
+                                                               "(diagnostics on stderr).")]
+
+
+def _listeners(headless: bool):
+    from phasegate.session.printers import human_printer, json_lines_printer
+
+    return (json_lines_printer(),) if headless else (human_printer(),)
+
+
+def _finish(run, code: ExitCode, headless: bool) -> None:
+    if not headless:
+        typer.echo(f"run folder: {run.run_dir.root}\ncheckpoint: {run.run_dir.checkpoint}", err=True)
+    raise typer.Exit(int(code))
+
+
+def _wants_tui(headless: bool) -> bool:
+    """On a terminal, without --headless, `run` and `resume` open the full-screen UI."""
+    return not headless and sys.stdout.isatty()
+
+
+def _supervise(root: Path) -> None:
+    """Run the controller headless in its own process and watch it in the TUI; exits with the run's code."""
+    # Imported here so that textual loads only when the UI opens.
+    from phasegate.tui.controller_process import spawn_controller
+    from phasegate.tui.launch import run_tui
+
+    raise typer.Exit(run_tui(root, mode="run", child=spawn_controller(root)))
+
+
+@app.command()
+def run(session: SessionArg, run_dir: Annotated[Path | None, typer.Option(help="Where to create the run "
+        "folder (default: runs/<name>-<UTC stamp>/).")] = None, headless: HeadlessOpt = False) -> None:
+    """Create a run from a session file and execute it."""
+    from phasegate.session.controller import Controller
+    from phasegate.session.runs import create_run
+    from phasegate.session.spec import load_spec
+
+    opened = create_run(load_spec(session), run_dir)
+    if _wants_tui(headless):
+        opened.journal.close()
+        _supervise(opened.run_dir.root)
+    if not headless:
+        typer.echo(f"run folder: {opened.run_dir.root}", err=True)
+    _finish(opened, Controller(opened, listeners=_listeners(headless), replay=True).execute(), headless)
+
+
+@app.command()
+def resume(run_dir: RunDirArg, headless: HeadlessOpt = False) -> None:
+    """Continue a run after a crash, a stop or a pause; completed phases are never run again."""
+    from phasegate.session.controller import Controller
+    from phasegate.session.runs import open_run
+
+    opened = open_run(run_dir)
+    if _wants_tui(headless):
+        opened.journal.close()
+        _supervise(opened.run_dir.root)
+    _finish(opened, Controller(opened, listeners=_listeners(headless)).execute(), headless)
+
+
+@app.command()
+def demo(run_dir: Annotated[Path | None, typer.Option(help="Where to create the run folder (default: "
+         "runs/demo-<UTC stamp>/; the session file and sample scripts go beside it in <run-dir>-workspace/).")] = None,
+         headless: HeadlessOpt = False,
+         fault: Annotated[str | None, typer.Option(help="Inject one fault and end with its incident report: "
+                          "oom, budget, contamination, reviewer-hang or stall.", metavar="NAME")] = None) -> None:
+    """Run the whole reference session on a tiny model trained here (no downloads, CPU, ~3 minutes)."""
+    from phasegate.demo.run import run_demo
+
+    raise typer.Exit(run_demo(run_dir, headless=headless, tui=_wants_tui(headless), fault=fault))
+
+
+@app.command()
+def watch(run_dir: RunDirArg) -> None:
+    """Open the terminal UI on a run, live or finished; quitting leaves its controller running."""
+    # Imported here so that textual loads only when the UI opens.
+    from phasegate.tui.launch import run_tui
+
+    raise typer.Exit(run_tui(run_dir, mode="watch"))
+
+
+@app.command()
+def status(run_dir: RunDirArg, as_json: Annotated[bool, typer.Option("--json", help="Print the machine-"
+           "readable status document.")] = False) -> None:
+    """Show where a run stands: phases, gates, budget, checkpoint, incident."""
+    from phasegate.journal.snapshot import take_snapshot
+    from phasegate.session.runs import open_run
+
+    opened = open_run(run_dir)
+    snapshot = take_snapshot(opened.run_dir, opened.journal, spec_budget=opened.spec_budget)
+    if as_json:
+        typer.echo(json.dumps(snapshot.to_json(), indent=2, default=str))
+    else:
+        _print_status(snapshot)
+
+
+@app.command()
+def stop(run_dir: RunDirArg, reason: Annotated[str, typer.Option(help="Why; recorded in the incident report.")]) -> None:
+    """Ask the controller of a run to stop cleanly (or stop a paused run)."""
+    from phasegate.floor.rundir import controller_is_live
+    from phasegate.session.commands import stop_idle_run, submit
+    from phasegate.session.runs import open_run
+
+    opened = open_run(run_dir)
+    if controller_is_live(opened.run_dir):
+        result, _ = submit(opened, "stop", {"reason": reason})
+    else:
+        result = stop_idle_run(opened, reason)
+    typer.echo(result, err=True)
+
+
+def _gate_command(run_dir: Path, gate_id: str, kind: str, args: dict) -> None:
+    from phasegate.session.commands import submit
+    from phasegate.session.gating import all_gate_ids
+    from phasegate.session.runs import open_run
+
+    opened = open_run(run_dir)
+    known = all_gate_ids(opened.loaded.spec.phases)
+    if gate_id not in known:
+        raise InvalidInput(f"{gate_id!r} is not a gate of this session; its gates are: {', '.join(known) or 'none'}")
+    result, live = submit(opened, kind, {"gate_id": gate_id, **args})
+    typer.echo(result + ("" if live else f"; continue with `phasegate resume {opened.run_dir.root}`"), err=True)
+
+
+@app.command()
+def approve(run_dir: RunDirArg, gate_id: Annotated[str, typer.Argument(help="The gate to approve.", metavar="GATE_ID")],
+            note: Annotated[str, typer.Option(help="A note kept in the journal.")] = "") -> None:
+    """Approve a gate that waits for an operator (works on a paused run and on a live controller)."""
+    _gate_command(run_dir, gate_id, "approve", {"note": note})
+
+
+@app.command()
+def waive(run_dir: RunDirArg, gate_id: Annotated[str, typer.Argument(help="The failed or pending gate.", metavar="GATE_ID")],
+          reason: Annotated[str, typer.Option(help="Why; recorded forever and shown in every later checkpoint.")]) -> None:
+    """Waive a failed or pending gate; the waiver is recorded forever."""
+    if not reason.strip():
+        raise InvalidInput("a waiver needs a reason: --reason TEXT")
+    _gate_command(run_dir, gate_id, "waive", {"reason": reason})
+
+
+@app.command()
+def recover(run_dir: RunDirArg, to: Annotated[Path | None, typer.Option(help="Create a new run here with the "
+            "verified completed phases imported; then resume it.")] = None) -> None:
+    """List what a run with a damaged journal completed (artifacts checked against the last checkpoint's hashes)."""
+    from phasegate.session.recover import plan_recovery, recover_into
+
+    plan = plan_recovery(run_dir)
+    typer.echo(f"from {plan.checkpoint}: completed phases {', '.join(plan.completed) or 'none'}")
+    for artifact in plan.artifacts:
+        typer.echo(f"  [{artifact.status:7}] {artifact.phase}: {artifact.path}  sha256 {artifact.sha256}")
+    if to is None:
+        typer.echo(f"recoverable: {', '.join(plan.recoverable) or 'nothing'}\n"
+                   f"to recover: phasegate recover {plan.run_dir.root} --to {plan.run_dir.root}-recovered")
+        return
+    run = recover_into(plan, to)
+    typer.echo(f"recovered {', '.join(plan.recoverable) or 'nothing'} into {run.run_dir.root}\n"
+               f"continue with: phasegate resume {run.run_dir.root}")
+
+
+@app.command()
+def check(session: SessionArg) -> None:
+    """Validate a session file without running anything."""
+    from phasegate.session.spec import load_spec
+
+    loaded = load_spec(session)
+    phases = ", ".join(f"{p.id} ({p.kind})" for p in loaded.spec.phases)
+    typer.echo(f"{session}: valid — session {loaded.spec.session.name!r}, {len(loaded.spec.phases)} phases: {phases}")
+
+
+@app.command()
+def versions(out: Annotated[Path, typer.Option(help="Where to write the JSON record.")] = Path("session_versions.json"),
+             repo: Annotated[Path, typer.Option(help="The repository whose git state is recorded.")] = Path(".")) -> None:
+    """Record this machine's versions (git, python, packages, CUDA, GPU) for reproducibility (phase 0)."""
+    from phasegate.pipeline.versions import write_versions
+
+    record = write_versions(out, repo)
+    gpu = record.get("summary", {}).get("gpu_name") if isinstance(record, dict) else None
+    typer.echo(f"wrote {out}" + (f" (GPU: {gpu})" if gpu else ""), err=True)
+
+
+@app.command()
+def schema() -> None:
+    """Print the session file's JSON Schema (for editors such as taplo or VS Code)."""
+    from phasegate.session.spec import SessionSpec
+
+    typer.echo(json.dumps(SessionSpec.model_json_schema(by_alias=True), indent=2))
+
+
+def _print_status(snapshot, console=None) -> None:
+    """Print phases, gates, budget and what to do next (the human form of `status`)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    live = "live controller" if snapshot.controller_live else "no controller running"
+    console.print(f"[b]{snapshot.name}[/b] — {snapshot.state.upper()} ({live})  {snapshot.run_dir}")
+    if snapshot.reason:
+        console.print(f"reason: {snapshot.reason}")
+    table = Table("phase", "kind", "state", "attempts", "duration", "progress")
+    for phase in snapshot.phases:
+        duration = f"{phase.duration_s:.1f}s" if phase.duration_s is not None else ""
+        progress = f"{phase.progress[0]}/{phase.progress[1]}" if phase.progress else ""
+        table.add_row(phase.id, phase.kind, phase.state, str(phase.attempts), duration, progress)
+    console.print(table)
+    if snapshot.gates:
+        gates = Table("gate", "status", "summary")
+        for gate in snapshot.gates:
+            gates.add_row(gate.gate_id, gate.status.upper(), gate.summary + (f" (waived: {gate.waived})" if gate.waived else ""))
+        console.print(gates)
+    budget = snapshot.budget
+    if budget.get("spent_usd") is not None:
+        console.print(f"budget: ${budget['spent_usd']:.2f} spent, allocation {budget.get('allocation_usd')}")
+    if snapshot.incident:
+        console.print(f"incident: {snapshot.incident}")
+    if snapshot.state != "completed":
+        console.print(f"next: {snapshot.next_phase} — {snapshot.resume_command}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: map every error to its documented exit code and a message on stderr."""
+    try:
+        app(args=argv)  # click's standalone mode exits with 2 on usage errors, which is ours too
+    except PhasegateError as exc:
+        typer.echo(f"phasegate: error: {exc}", err=True)
+        sys.exit(int(exc.exit_code))

@@ -1,0 +1,105 @@
+"""The run folder's layout and the durable file writes every result goes through."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from phasegate.floor.errors import RunDirError
+
+
+def utc_stamp(now: datetime) -> str:
+    """A sortable UTC stamp for folder and file names."""
+    return now.strftime("%Y%m%dT%H%M%SZ")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run folder (see ARCHITECTURE.md, "Run directory")."""
+
+    root: Path
+
+    @property
+    def spec(self) -> Path:
+        return self.root / "session.toml"
+
+    @property
+    def db(self) -> Path:
+        return self.root / "state.db"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".controller.lock"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "CHECKPOINT.md"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def incidents(self) -> Path:
+        return self.root / "incidents"
+
+    @property
+    def reviews(self) -> Path:
+        return self.root / "reviews"
+
+    def artifacts(self, phase_id: str) -> Path:
+        return self.root / "artifacts" / phase_id
+
+    def log(self, phase_id: str) -> Path:
+        return self.root / "logs" / f"{phase_id}.log"
+
+    def create_layout(self) -> None:
+        """Make the folders a new run needs."""
+        for sub in ("artifacts", "logs", "checkpoints", "incidents", "reviews"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def require_existing(self) -> None:
+        """Raise RunDirError unless this looks like a phasegate run folder."""
+        if not self.root.is_dir():
+            raise RunDirError(f"{self.root}: no such run folder; `phasegate run SESSION` creates one")
+        if not self.db.exists():
+            raise RunDirError(f"{self.root}: not a phasegate run folder (no state.db)")
+
+
+class ControllerLock:
+    """An exclusive flock on the run folder: held by the one live controller, freed by the kernel when it dies."""
+
+    def __init__(self, run_dir: RunDir) -> None:
+        self._path = run_dir.lock
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock without waiting; False when another live process holds it."""
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        """Let go of the lock (also happens when the process exits)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def controller_is_live(run_dir: RunDir) -> bool:
+    """True when some process holds the run's controller lock right now."""
+    if not run_dir.lock.exists():
+        return False
+    probe = ControllerLock(run_dir)
+    if probe.acquire():
+        probe.release()
+        return False
+    return True

@@ -1,0 +1,78 @@
+"""The explicit state machines of a session and of its phases."""
+
+from __future__ import annotations
+
+import enum
+
+from phasegate.floor.errors import IllegalTransition
+
+
+class SessionState(enum.StrEnum):
+    """Lifecycle of a whole run."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class PhaseState(enum.StrEnum):
+    """Lifecycle of one phase within a run."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+S, P = SessionState, PhaseState
+
+SESSION_TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
+    S.CREATED: frozenset({S.RUNNING, S.STOPPED, S.FAILED}),
+    S.RUNNING: frozenset({S.RUNNING, S.PAUSED, S.COMPLETED, S.STOPPED, S.FAILED}),
+    S.PAUSED: frozenset({S.RUNNING, S.STOPPED}),
+    # A stopped or failed run can be resumed once its cause is fixed.
+    S.STOPPED: frozenset({S.RUNNING}),
+    S.FAILED: frozenset({S.RUNNING}),
+    S.COMPLETED: frozenset(),
+}
+
+PHASE_TRANSITIONS: dict[PhaseState, frozenset[PhaseState]] = {
+    P.PENDING: frozenset({P.RUNNING, P.SKIPPED}),
+    # running -> pending: a crash interrupted it and resume discards the attempt.
+    P.RUNNING: frozenset({P.PASSED, P.FAILED, P.PENDING}),
+    P.FAILED: frozenset({P.RUNNING, P.PENDING}),
+    P.PASSED: frozenset(),
+    P.SKIPPED: frozenset(),
+}
+
+FINISHED_SESSION_STATES = frozenset({S.COMPLETED, S.STOPPED, S.FAILED})
+
+
+def check_session_transition(current: SessionState, target: SessionState) -> None:
+    """Raise IllegalTransition unless a session may go from `current` to `target`."""
+    if target not in SESSION_TRANSITIONS[current]:
+        raise IllegalTransition(f"session cannot go from {current} to {target}")
+
+
+def check_phase_transition(phase_id: str, current: PhaseState, target: PhaseState) -> None:
+    """Raise IllegalTransition unless a phase may go from `current` to `target`."""
+    if target not in PHASE_TRANSITIONS[current]:
+        raise IllegalTransition(f"phase {phase_id!r} cannot go from {current} to {target}")
+
+
+class AttemptState(enum.StrEnum):
+    """Lifecycle of one attempt of a phase: the intent is committed before its child is spawned."""
+
+    INTENT = "intent"
+    RUNNING = "running"
+    EXITED = "exited"  # the child succeeded; its gates have not let the phase pass yet
+    PASSED = "passed"
+    FAILED = "failed"
+    DISCARDED = "discarded"  # interrupted by a controller crash, thrown away on resume
+
+
+OPEN_ATTEMPT_STATES = frozenset({AttemptState.INTENT, AttemptState.RUNNING})

@@ -1,0 +1,1 @@
+"""The journal: the only code that speaks SQL; typed frozen records and snapshots for every reader."""

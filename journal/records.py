@@ -1,0 +1,143 @@
+"""The journal's typed, frozen records: what every reader gets instead of a database row."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from phasegate.floor.states import AttemptState, PhaseState, SessionState
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The run row: identity, state and where the session file came from."""
+
+    run_id: str
+    name: str
+    state: SessionState
+    reason: str | None
+    created_at: float
+    updated_at: float
+    spec_sha256: str
+    session_dir: Path
+    spec_path: Path
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> RunRecord:
+        return cls(r["run_id"], r["name"], SessionState(r["state"]), r["reason"], r["created_at"], r["updated_at"],
+                   r["spec_sha256"], Path(r["session_dir"]), Path(r["spec_path"]))
+
+
+@dataclass(frozen=True)
+class PhaseRecord:
+    """One phase of the run: its state, attempts, timing and last progress."""
+
+    id: str
+    position: int
+    kind: str
+    state: PhaseState
+    attempts: int
+    failures: int
+    started_at: float | None
+    ended_at: float | None
+    progress_done: int | None
+    progress_total: int | None
+    progress_step: str | None
+    last_activity: float | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> PhaseRecord:
+        return cls(r["id"], r["position"], r["kind"], PhaseState(r["state"]), r["attempts"], r["failures"],
+                   r["started_at"], r["ended_at"], r["progress_done"], r["progress_total"], r["progress_step"],
+                   r["last_activity"], r["error"])
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt of a phase, with the process that ran it."""
+
+    phase: str
+    attempt: int
+    state: AttemptState
+    input_hash: str | None
+    pid: int | None
+    pid_start: str | None
+    started_at: float
+    ended_at: float | None
+    exit_code: int | None
+    reason: str | None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> AttemptRecord:
+        return cls(r["phase"], r["attempt"], AttemptState(r["state"]), r["input_hash"], r["pid"], r["pid_start"],
+                   r["started_at"], r["ended_at"], r["exit_code"], r["reason"])
+
+
+@dataclass(frozen=True)
+class GateRecord:
+    """One journaled gate decision with its evidence."""
+
+    gate_id: str
+    phase: str
+    attempt: int
+    stage: str
+    kind: str
+    status: str
+    summary: str
+    evidence: dict[str, Any]
+    metrics: dict[str, Any]
+    decided_at: float
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> GateRecord:
+        return cls(r["gate_id"], r["phase"], r["attempt"], r["stage"], r["kind"], r["status"], r["summary"],
+                   json.loads(r["evidence"]), json.loads(r["metrics"]), r["decided_at"])
+
+
+@dataclass(frozen=True)
+class OperatorAction:
+    """An approval or a waiver, kept forever."""
+
+    gate_id: str
+    action: str
+    note: str
+    ts: float
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> OperatorAction:
+        return cls(r["gate_id"], r["action"], r["note"], r["ts"])
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    """A command from outside the controller (stop, approve, waive) and what became of it."""
+
+    id: int
+    ts: float
+    kind: str
+    args: dict[str, Any]
+    handled_at: float | None
+    result: str | None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> CommandRecord:
+        return cls(r["id"], r["ts"], r["kind"], json.loads(r["args"]), r["handled_at"], r["result"])
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One journal event as stored: its sequence number, time, type, phase and data."""
+
+    seq: int
+    ts: float
+    type: str
+    phase: str | None
+    data: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> EventRecord:
+        return cls(r["seq"], r["ts"], r["type"], r["phase"], json.loads(r["data"]))

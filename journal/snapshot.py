@@ -1,0 +1,228 @@
+"""A frozen, read-only view of a run, built from its journal: what status, checkpoints and the TUI show."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from phasegate.floor.rundir import RunDir, controller_is_live
+from phasegate.floor.states import SessionState
+from phasegate.journal.store import Journal
+
+
+def iso(ts: float | None) -> str | None:
+    """An epoch time as ISO 8601 UTC, or None."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class PhaseView:
+    id: str
+    kind: str
+    state: str
+    attempts: int
+    started_at: float | None
+    ended_at: float | None
+    progress: tuple[int, int] | None
+    progress_step: str | None
+    error: str | None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+
+@dataclass(frozen=True)
+class GateView:
+    gate_id: str
+    phase: str
+    attempt: int
+    stage: str
+    kind: str
+    status: str
+    summary: str
+    evidence: dict[str, Any]
+    metrics: dict[str, Any]
+    waived: str | None = None  # the waiver's reason, when an operator waived it
+
+
+@dataclass(frozen=True)
+class ArtifactView:
+    phase: str
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class GpuView:
+    """The latest GPU reading, its recent memory history and the peak; or why there is none."""
+
+    available: bool
+    reason: str | None = None
+    name: str | None = None
+    mem_used_mb: float | None = None
+    mem_total_mb: float | None = None
+    util_pct: float | None = None
+    temp_c: float | None = None
+    power_w: float | None = None
+    history_mem_pct: tuple[float, ...] = ()
+    peak_mem_mb: float | None = None
+
+    @property
+    def mem_pct(self) -> float | None:
+        if not self.mem_used_mb or not self.mem_total_mb:
+            return None
+        return 100.0 * self.mem_used_mb / self.mem_total_mb
+
+
+GPU_HISTORY = 60
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    run_id: str
+    name: str
+    state: str
+    reason: str | None
+    run_dir: Path
+    session_dir: Path
+    created_at: float
+    updated_at: float
+    phases: tuple[PhaseView, ...]
+    gates: tuple[GateView, ...]
+    artifacts: tuple[ArtifactView, ...]
+    metrics: dict[str, dict[str, float]]
+    operator_actions: tuple[dict[str, Any], ...]
+    budget: dict[str, Any]
+    controller_live: bool
+    checkpoint: Path | None
+    incident: Path | None = None
+    gpu: GpuView = GpuView(available=False, reason="no sample yet")
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def next_phase(self) -> str | None:
+        """The first phase not yet passed or skipped."""
+        return next((p.id for p in self.phases if p.state not in ("passed", "skipped")), None)
+
+    @property
+    def resume_command(self) -> str:
+        return f"phasegate resume {self.run_dir}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The `status --json` document."""
+        return {
+            "run_id": self.run_id, "session": self.name, "state": self.state, "reason": self.reason,
+            "run_dir": str(self.run_dir), "controller_live": self.controller_live,
+            "next_phase": self.next_phase, "resume_command": self.resume_command,
+            "phases": [{"id": p.id, "kind": p.kind, "state": p.state, "attempts": p.attempts,
+                        "started_at": iso(p.started_at), "ended_at": iso(p.ended_at),
+                        "duration_s": p.duration_s, "progress": list(p.progress) if p.progress else None,
+                        "error": p.error} for p in self.phases],
+            "gates": [asdict(g) for g in self.gates],
+            "artifacts": [asdict(a) for a in self.artifacts],
+            "metrics": self.metrics,
+            "operator_actions": list(self.operator_actions),
+            "budget": self.budget,
+            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+            "incident": str(self.incident) if self.incident else None,
+        }
+
+
+def _phases(conn: sqlite3.Connection) -> tuple[PhaseView, ...]:
+    rows = conn.execute("SELECT * FROM phases ORDER BY position").fetchall()
+    return tuple(
+        PhaseView(id=r["id"], kind=r["kind"], state=r["state"], attempts=r["attempts"],
+                  started_at=r["started_at"], ended_at=r["ended_at"],
+                  progress=(r["progress_done"], r["progress_total"]) if r["progress_total"] else None,
+                  progress_step=r["progress_step"], error=r["error"])
+        for r in rows
+    )
+
+
+def _waivers(conn: sqlite3.Connection) -> dict[str, str]:
+    rows = conn.execute("SELECT gate_id, note FROM operator_actions WHERE action='waived' ORDER BY seq").fetchall()
+    return {r["gate_id"]: r["note"] for r in rows}
+
+
+def _gates(conn: sqlite3.Connection) -> tuple[GateView, ...]:
+    waivers = _waivers(conn)
+    rows = conn.execute(
+        "SELECT g.* FROM gates g JOIN (SELECT gate_id, MAX(attempt) a FROM gates GROUP BY gate_id) last"
+        " ON g.gate_id = last.gate_id AND g.attempt = last.a ORDER BY g.decided_at"
+    ).fetchall()
+    return tuple(
+        GateView(gate_id=r["gate_id"], phase=r["phase"], attempt=r["attempt"], stage=r["stage"], kind=r["kind"],
+                 status="waived" if r["gate_id"] in waivers else r["status"], summary=r["summary"],
+                 evidence=json.loads(r["evidence"]), metrics=json.loads(r["metrics"]),
+                 waived=waivers.get(r["gate_id"]))
+        for r in rows
+    )
+
+
+def _budget(conn: sqlite3.Connection, inputs: dict[str, Any], gpu_name: str | None) -> dict[str, Any]:
+    from phasegate.journal.budget import budget_view, ledger_totals, price_for
+
+    spent, hours, per_phase = ledger_totals(conn)
+    rate = inputs.get("gpu_hourly_usd")
+    if rate is None:
+        rate = price_for(inputs.get("gpu")) or price_for(gpu_name)
+    return budget_view(spent=spent, billed_hours=hours, allocation=inputs.get("budget_usd"), rate=rate,
+                       remaining_hours=inputs.get("remaining_hours"), warn_at=inputs.get("warn_at", 0.8),
+                       per_phase=per_phase)
+
+
+def _gpu(conn: sqlite3.Connection) -> GpuView:
+    rows = conn.execute("SELECT * FROM gpu_samples WHERE gpu = 0 ORDER BY ts DESC LIMIT ?", (GPU_HISTORY,)).fetchall()
+    if not rows:
+        return GpuView(available=False, reason="no sample yet")
+    last = rows[0]
+    if not last["available"]:
+        return GpuView(available=False, reason=last["reason"], name=last["name"])
+    peak = conn.execute("SELECT MAX(mem_used_mb) FROM gpu_samples WHERE gpu = 0").fetchone()[0]
+    history = tuple(100.0 * r["mem_used_mb"] / r["mem_total_mb"] for r in reversed(rows)
+                    if r["available"] and r["mem_used_mb"] is not None and r["mem_total_mb"])
+    return GpuView(available=True, name=last["name"], mem_used_mb=last["mem_used_mb"], mem_total_mb=last["mem_total_mb"],
+                   util_pct=last["util_pct"], temp_c=last["temp_c"], power_w=last["power_w"],
+                   history_mem_pct=history, peak_mem_mb=peak)
+
+
+def _latest(folder: Path, pattern: str) -> Path | None:
+    found = sorted(folder.glob(pattern))
+    return found[-1] if found else None
+
+
+def take_snapshot(run_dir: RunDir, journal: Journal, *, spec_budget: dict[str, float | None] | None = None,
+                  now: float | None = None) -> RunSnapshot:
+    """Read the whole run state in one consistent read transaction."""
+    conn = journal._conn  # noqa: SLF001 - the snapshot is the journal package's own reader
+    conn.execute("BEGIN")
+    try:
+        run = conn.execute("SELECT * FROM run").fetchone()
+        phases, gates = _phases(conn), _gates(conn)
+        artifacts = tuple(ArtifactView(r["phase"], r["path"], r["sha256"], r["size"])
+                          for r in conn.execute("SELECT * FROM artifacts ORDER BY ts, path"))
+        metrics: dict[str, dict[str, float]] = {}
+        for r in conn.execute("SELECT * FROM metrics ORDER BY ts"):
+            metrics.setdefault(r["phase"], {})[r["name"]] = r["value"]
+        actions = tuple(dict(r) for r in conn.execute("SELECT gate_id, action, note, ts FROM operator_actions ORDER BY seq"))
+        gpu = _gpu(conn)
+        budget = _budget(conn, spec_budget or {}, gpu.name)
+    finally:
+        conn.execute("COMMIT")
+    return RunSnapshot(
+        run_id=run["run_id"], name=run["name"], state=SessionState(run["state"]).value, reason=run["reason"],
+        run_dir=run_dir.root.resolve(), session_dir=Path(run["session_dir"]), created_at=run["created_at"],
+        updated_at=run["updated_at"], phases=phases, gates=gates, artifacts=artifacts, metrics=metrics,
+        operator_actions=actions, budget=budget,
+        controller_live=controller_is_live(run_dir),
+        checkpoint=run_dir.checkpoint if run_dir.checkpoint.exists() else None,
+        incident=_latest(run_dir.incidents, "INCIDENT-*.md"), gpu=gpu,
+    )

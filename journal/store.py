@@ -1,0 +1,440 @@
+"""The run's journal: SQLite in WAL mode, one transaction per state change, the single source of truth."""
+
+from __future__ import annotations
+
+import errno
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from phasegate.floor.errors import JournalError
+from phasegate.floor.states import (
+    OPEN_ATTEMPT_STATES,
+    AttemptState,
+    PhaseState,
+    SessionState,
+    check_phase_transition,
+    check_session_transition,
+)
+from phasegate.journal.records import (
+    AttemptRecord,
+    CommandRecord,
+    EventRecord,
+    GateRecord,
+    OperatorAction,
+    PhaseRecord,
+    RunRecord,
+)
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE run (
+    id INTEGER PRIMARY KEY CHECK (id = 1), run_id TEXT NOT NULL, name TEXT NOT NULL,
+    state TEXT NOT NULL, reason TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    spec_sha256 TEXT NOT NULL, session_dir TEXT NOT NULL, spec_path TEXT NOT NULL);
+CREATE TABLE phases (
+    id TEXT PRIMARY KEY, position INTEGER NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
+    started_at REAL, ended_at REAL, progress_done INTEGER, progress_total INTEGER,
+    progress_step TEXT, last_activity REAL, error TEXT);
+CREATE TABLE attempts (
+    phase TEXT NOT NULL, attempt INTEGER NOT NULL, state TEXT NOT NULL, input_hash TEXT,
+    pid INTEGER, pid_start TEXT, started_at REAL NOT NULL, ended_at REAL, exit_code INTEGER,
+    reason TEXT, PRIMARY KEY (phase, attempt));
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, type TEXT NOT NULL,
+    phase TEXT, data TEXT NOT NULL);
+CREATE TABLE metrics (
+    phase TEXT NOT NULL, name TEXT NOT NULL, value REAL, ts REAL NOT NULL,
+    PRIMARY KEY (phase, name));
+CREATE TABLE artifacts (
+    phase TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+    ts REAL NOT NULL, PRIMARY KEY (phase, path));
+CREATE TABLE gates (
+    gate_id TEXT NOT NULL, phase TEXT NOT NULL, attempt INTEGER NOT NULL, stage TEXT NOT NULL,
+    kind TEXT NOT NULL, status TEXT NOT NULL, summary TEXT NOT NULL, evidence TEXT NOT NULL,
+    metrics TEXT NOT NULL, decided_at REAL NOT NULL, PRIMARY KEY (gate_id, attempt));
+CREATE TABLE operator_actions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, gate_id TEXT NOT NULL, action TEXT NOT NULL,
+    note TEXT NOT NULL, ts REAL NOT NULL);
+CREATE TABLE gpu_samples (
+    ts REAL NOT NULL, phase TEXT, gpu INTEGER NOT NULL, available INTEGER NOT NULL, reason TEXT,
+    name TEXT, mem_used_mb REAL, mem_total_mb REAL, util_pct REAL, temp_c REAL, power_w REAL,
+    proc_mem_mb REAL);
+CREATE TABLE ledger (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL, phase TEXT,
+    seconds REAL, amount_usd REAL NOT NULL, note TEXT NOT NULL);
+CREATE TABLE param_overrides (
+    phase TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, gate_id TEXT NOT NULL, ts REAL NOT NULL,
+    PRIMARY KEY (phase, key));
+CREATE TABLE commands (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL,
+    args TEXT NOT NULL, handled_at REAL, result TEXT);
+"""
+
+Clock = Callable[[], float]
+# What a write to the run folder or the journal raises when storage fails (a full disk, say).
+STORAGE_ERRORS: tuple[type[Exception], ...] = (OSError, sqlite3.OperationalError)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC from a file write, or SQLite saying its disk is full."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a committed state change survives power loss, not only a process crash.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class Journal:
+    """Read and write access to one run's state.db; only the controller changes run state.
+
+    Every query of phasegate lives here (and in the snapshot and budget readers of this package);
+    callers get typed, frozen records, never a row or a cursor.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock = time.time) -> None:
+        self._conn = conn
+        self.path = path
+        self.clock = clock
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: Path, *, run_id: str, name: str, spec_sha256: str, session_dir: Path,
+               spec_path: Path, phases: list[tuple[str, str]], clock: Clock = time.time) -> Journal:
+        """Create a new journal with its run row and one pending row per phase."""
+        conn = _connect(path)
+        journal = cls(conn, path, clock)
+        now = clock()
+        with journal.transaction():
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute(
+                "INSERT INTO run VALUES (1, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
+                (run_id, name, SessionState.CREATED, now, now, spec_sha256, str(session_dir), str(spec_path)),
+            )
+            conn.executemany(
+                "INSERT INTO phases (id, position, kind, state) VALUES (?, ?, ?, ?)",
+                [(pid, i, kind, PhaseState.PENDING) for i, (pid, kind) in enumerate(phases)],
+            )
+            journal._event("run_created", None, {"run_id": run_id, "name": name})
+        return journal
+
+    @classmethod
+    def open(cls, path: Path, clock: Clock = time.time) -> Journal:
+        """Open an existing journal, checking that it is intact and of this schema version."""
+        try:
+            conn = _connect(path)
+            ok = conn.execute("PRAGMA quick_check").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"{path}: the journal is unreadable ({exc}); it may be corrupt or truncated. "
+                               f"Completed artifacts under {path.parent / 'artifacts'} are untouched; "
+                               f"run `phasegate recover {path.parent}` to list them") from None
+        if ok != "ok":
+            raise JournalError(f"{path}: the journal failed its integrity check ({ok}). Completed artifacts "
+                               f"are untouched; run `phasegate recover {path.parent}` to list them")
+        if version != SCHEMA_VERSION:
+            raise JournalError(f"{path}: journal schema version {version}, this phasegate reads version "
+                               f"{SCHEMA_VERSION}; use the phasegate release that created this run")
+        return cls(conn, path, clock)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits (cheap change detection for readers)."""
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def durability(self) -> dict[str, Any]:
+        """The connection's journal mode and synchronous level (WAL, FULL = 2)."""
+        return {"journal_mode": self._conn.execute("PRAGMA journal_mode").fetchone()[0],
+                "synchronous": self._conn.execute("PRAGMA synchronous").fetchone()[0]}
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, durable state change."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _event(self, kind: str, phase: str | None, data: dict[str, Any]) -> int:
+        cursor = self._conn.execute(
+            "INSERT INTO events (ts, type, phase, data) VALUES (?, ?, ?, ?)",
+            (self.clock(), kind, phase, json.dumps(data, sort_keys=True)),
+        )
+        return int(cursor.lastrowid)
+
+    def append_event(self, kind: str, phase: str | None, data: dict[str, Any]) -> None:
+        """Record an event that changes no state (a log line from a phase, a heartbeat)."""
+        with self.transaction():
+            self._event(kind, phase, data)
+
+    # -- session -----------------------------------------------------------------------------
+    def session_state(self) -> SessionState:
+        return SessionState(self._conn.execute("SELECT state FROM run").fetchone()[0])
+
+    def run(self) -> RunRecord | None:
+        """The run row; None only in a journal cut short while the run was created."""
+        row = self._conn.execute("SELECT * FROM run").fetchone()
+        return None if row is None else RunRecord.from_row(row)
+
+    def set_session_state(self, target: SessionState, reason: str | None = None) -> None:
+        """Move the session to `target`, refusing transitions the state machine forbids."""
+        with self.transaction():
+            check_session_transition(self.session_state(), target)
+            self._conn.execute("UPDATE run SET state=?, reason=?, updated_at=?", (target, reason, self.clock()))
+            self._event("session_state", None, {"state": str(target), "reason": reason})
+
+    # -- phases ------------------------------------------------------------------------------
+    def phase(self, phase: str) -> PhaseRecord:
+        return PhaseRecord.from_row(self._conn.execute("SELECT * FROM phases WHERE id=?", (phase,)).fetchone())
+
+    def phases(self) -> list[PhaseRecord]:
+        """Every phase, in session order."""
+        return [PhaseRecord.from_row(r) for r in self._conn.execute("SELECT * FROM phases ORDER BY position")]
+
+    def phase_state(self, phase: str) -> PhaseState:
+        return self.phase(phase).state
+
+    def running_phase(self) -> str | None:
+        """The phase running now, if any."""
+        row = self._conn.execute("SELECT id FROM phases WHERE state=? LIMIT 1", (PhaseState.RUNNING,)).fetchone()
+        return None if row is None else row[0]
+
+    def _move_phase(self, phase: str, target: PhaseState) -> None:
+        check_phase_transition(phase, self.phase_state(phase), target)
+        self._conn.execute("UPDATE phases SET state=? WHERE id=?", (target, phase))
+
+    def begin_attempt(self, phase: str, input_hash: str) -> int:
+        """Commit the intent to run a phase (before its child is spawned); returns the attempt number."""
+        now = self.clock()
+        with self.transaction():
+            self._move_phase(phase, PhaseState.RUNNING)
+            attempt = self.phase(phase).attempts + 1
+            self._conn.execute(
+                "UPDATE phases SET attempts=?, started_at=?, ended_at=NULL, error=NULL, progress_done=NULL,"
+                " progress_total=NULL, progress_step=NULL, last_activity=? WHERE id=?",
+                (attempt, now, now, phase),
+            )
+            self._conn.execute(
+                "INSERT INTO attempts (phase, attempt, state, input_hash, started_at) VALUES (?, ?, ?, ?, ?)",
+                (phase, attempt, AttemptState.INTENT, input_hash, now),
+            )
+            self._conn.execute("DELETE FROM metrics WHERE phase=?", (phase,))
+            self._conn.execute("DELETE FROM artifacts WHERE phase=?", (phase,))
+            self._event("phase_started", phase, {"attempt": attempt})
+        return attempt
+
+    def attempt_spawned(self, phase: str, attempt: int, pid: int, pid_start: str) -> None:
+        """Record which process runs an attempt, so a later resume can find and end an orphan."""
+        with self.transaction():
+            self._conn.execute(
+                "UPDATE attempts SET state=?, pid=?, pid_start=? WHERE phase=? AND attempt=?",
+                (AttemptState.RUNNING, pid, pid_start, phase, attempt),
+            )
+
+    def mark_exited(self, phase: str, attempt: int, exit_code: int, artifacts: list[tuple[str, str, int]]) -> None:
+        """Commit that an attempt's child succeeded and its artifacts (already durable on disk) exist."""
+        now = self.clock()
+        with self.transaction():
+            self._conn.execute(
+                "UPDATE attempts SET state=?, exit_code=? WHERE phase=? AND attempt=?",
+                (AttemptState.EXITED, exit_code, phase, attempt)
+            )
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?)",
+                [(phase, path, digest, size, now) for path, digest, size in artifacts],
+            )
+            self._event("phase_exited", phase, {"attempt": attempt, "exit_code": exit_code, "artifacts": len(artifacts)})
+
+    def finish_attempt(self, phase: str, attempt: int, *, passed: bool, exit_code: int | None = None,
+                       reason: str | None = None) -> None:
+        """Commit an attempt's end and the phase's new state (passed or failed)."""
+        now = self.clock()
+        target = PhaseState.PASSED if passed else PhaseState.FAILED
+        attempt_state = AttemptState.PASSED if passed else AttemptState.FAILED
+        with self.transaction():
+            self._move_phase(phase, target)
+            self._conn.execute(
+                "UPDATE attempts SET state=?, ended_at=?, exit_code=COALESCE(?, exit_code), reason=?"
+                " WHERE phase=? AND attempt=?",
+                (attempt_state, now, exit_code, reason, phase, attempt),
+            )
+            self._conn.execute(
+                "UPDATE phases SET ended_at=?, error=?, failures=failures+? WHERE id=?",
+                (now, reason, 0 if passed else 1, phase),
+            )
+            self._event("phase_finished", phase, {"attempt": attempt, "state": str(target),
+                                                  "exit_code": exit_code, "reason": reason})
+
+    def exited_attempt(self, phase: str) -> int | None:
+        """An attempt whose child finished but whose gates have not let the phase pass yet."""
+        row = self._conn.execute(
+            "SELECT attempt FROM attempts WHERE phase=? AND state=? ORDER BY attempt DESC LIMIT 1",
+            (phase, AttemptState.EXITED)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def events_since(self, seq: int) -> list[EventRecord]:
+        """Journal events after `seq`, oldest first."""
+        rows = self._conn.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq", (seq,))
+        return [EventRecord.from_row(r) for r in rows]
+
+    def last_event_seq(self) -> int:
+        """The sequence number of the newest event (0 in an empty journal)."""
+        return int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+    def recent_events(self, phase: str | None, limit: int) -> list[EventRecord]:
+        """The last `limit` events of one phase and of the session (progress left out), oldest first."""
+        rows = self._conn.execute(
+            "SELECT * FROM events WHERE (phase IS NULL OR phase = ?) AND type != 'progress'"
+            " ORDER BY seq DESC LIMIT ?", (phase, limit)).fetchall()
+        return [EventRecord.from_row(r) for r in reversed(rows)]
+
+    def discard_attempt(self, phase: str, attempt: int, reason: str) -> None:
+        """Mark an interrupted attempt as discarded and put the phase back to pending."""
+        with self.transaction():
+            self._move_phase(phase, PhaseState.PENDING)
+            self._conn.execute(
+                "UPDATE attempts SET state=?, ended_at=?, reason=? WHERE phase=? AND attempt=?",
+                (AttemptState.DISCARDED, self.clock(), reason, phase, attempt),
+            )
+            self._event("attempt_discarded", phase, {"attempt": attempt, "reason": reason})
+
+    def open_attempts(self) -> list[AttemptRecord]:
+        """Attempts with an intent and no recorded exit: what a crash left behind."""
+        marks = ", ".join("?" * len(OPEN_ATTEMPT_STATES))
+        rows = self._conn.execute(f"SELECT * FROM attempts WHERE state IN ({marks})", tuple(OPEN_ATTEMPT_STATES))
+        return [AttemptRecord.from_row(r) for r in rows]
+
+    def record_progress(self, phase: str, done: int, total: int, step: str | None) -> None:
+        with self.transaction():
+            self._conn.execute(
+                "UPDATE phases SET progress_done=?, progress_total=?, progress_step=?, last_activity=? WHERE id=?",
+                (done, total, step, self.clock(), phase),
+            )
+            self._event("progress", phase, {"done": done, "total": total, "step": step})
+
+    def touch(self, phase: str) -> None:
+        """Note that a phase showed a sign of life (a heartbeat or a log line)."""
+        with self.transaction():
+            self._conn.execute("UPDATE phases SET last_activity=? WHERE id=?", (self.clock(), phase))
+
+    def record_metric(self, phase: str, name: str, value: float) -> None:
+        with self.transaction():
+            self._conn.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)", (phase, name, value, self.clock()))
+            self._event("metric", phase, {"name": name, "value": value})
+
+    # -- gates -------------------------------------------------------------------------------
+    def record_gate(self, *, gate_id: str, phase: str, attempt: int, stage: str, kind: str, status: str,
+                    summary: str, evidence: dict, metrics: dict) -> None:
+        """Journal one gate decision with its evidence."""
+        with self.transaction():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO gates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (gate_id, phase, attempt, stage, kind, status, summary,
+                 json.dumps(evidence, sort_keys=True, default=str), json.dumps(metrics, sort_keys=True), self.clock()),
+            )
+            self._event("gate_decided", phase, {"gate_id": gate_id, "status": status, "summary": summary})
+
+    def gate_decision(self, gate_id: str, attempt: int) -> GateRecord | None:
+        """What a gate decided for one attempt, if it was decided."""
+        row = self._conn.execute("SELECT * FROM gates WHERE gate_id=? AND attempt=?", (gate_id, attempt)).fetchone()
+        return None if row is None else GateRecord.from_row(row)
+
+    def earlier_gate_decisions(self, phase: str, before_attempt: int) -> list[GateRecord]:
+        """The gate decisions of a phase's attempts before `before_attempt`, oldest first."""
+        rows = self._conn.execute("SELECT * FROM gates WHERE phase=? AND attempt<? ORDER BY attempt",
+                                  (phase, before_attempt))
+        return [GateRecord.from_row(r) for r in rows]
+
+    def record_operator_action(self, gate_id: str, action: str, note: str) -> None:
+        """Journal an approval or a waiver, forever."""
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO operator_actions (gate_id, action, note, ts) VALUES (?, ?, ?, ?)",
+                (gate_id, action, note, self.clock()),
+            )
+            self._event(f"gate_{action}", None, {"gate_id": gate_id, "note": note})
+
+    def operator_action(self, gate_id: str) -> OperatorAction | None:
+        """The operator's latest word on a gate (approved or waived), if any."""
+        row = self._conn.execute(
+            "SELECT * FROM operator_actions WHERE gate_id=? ORDER BY seq DESC LIMIT 1", (gate_id,)
+        ).fetchone()
+        return None if row is None else OperatorAction.from_row(row)
+
+    # -- telemetry -----------------------------------------------------------------------------
+    def record_gpu_samples(self, phase: str | None, samples: list) -> None:
+        """Journal one reading of every GPU (a GpuSample list)."""
+        now = self.clock()
+        with self.transaction():
+            self._conn.executemany(
+                "INSERT INTO gpu_samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(now, phase, s.gpu, int(s.available), s.reason, s.name, s.mem_used_mb, s.mem_total_mb, s.util_pct,
+                  s.temp_c, s.power_w, s.proc_mem_mb) for s in samples],
+            )
+
+    # -- money and parameters ----------------------------------------------------------------
+    def record_cost(self, kind: str, phase: str | None, amount_usd: float, note: str, seconds: float | None = None) -> None:
+        """Add a line to the budget ledger."""
+        with self.transaction():
+            self._conn.execute("INSERT INTO ledger (ts, kind, phase, seconds, amount_usd, note) VALUES (?, ?, ?, ?, ?, ?)",
+                              (self.clock(), kind, phase, seconds, amount_usd, note))
+
+    def spent_usd(self) -> float:
+        """Everything the ledger holds, in US dollars."""
+        return float(self._conn.execute("SELECT COALESCE(SUM(amount_usd), 0) FROM ledger").fetchone()[0])
+
+    def set_param_overrides(self, phase: str, changes: dict[str, Any], gate_id: str) -> None:
+        """Keep a reviewer's accepted parameter changes for the next attempts of a phase."""
+        with self.transaction():
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO param_overrides VALUES (?, ?, ?, ?, ?)",
+                [(phase, key, json.dumps(value), gate_id, self.clock()) for key, value in changes.items()],
+            )
+            self._event("params_changed", phase, {"gate_id": gate_id, "changes": changes})
+
+    def param_overrides(self, phase: str) -> dict[str, Any]:
+        rows = self._conn.execute("SELECT key, value FROM param_overrides WHERE phase=?", (phase,)).fetchall()
+        return {r["key"]: json.loads(r["value"]) for r in rows}
+
+    # -- commands from outside ---------------------------------------------------------------
+    def post_command(self, kind: str, args: dict[str, Any]) -> int:
+        """Queue a command for the controller (any process may call this)."""
+        with self.transaction():
+            cursor = self._conn.execute(
+                "INSERT INTO commands (ts, kind, args) VALUES (?, ?, ?)", (self.clock(), kind, json.dumps(args))
+            )
+        return int(cursor.lastrowid)
+
+    def pending_commands(self) -> list[CommandRecord]:
+        rows = self._conn.execute("SELECT * FROM commands WHERE handled_at IS NULL ORDER BY id")
+        return [CommandRecord.from_row(r) for r in rows]
+
+    def command(self, command_id: int) -> CommandRecord:
+        return CommandRecord.from_row(self._conn.execute("SELECT * FROM commands WHERE id=?", (command_id,)).fetchone())
+
+    def mark_command_handled(self, command_id: int, result: str) -> None:
+        with self.transaction():
+            self._conn.execute("UPDATE commands SET handled_at=?, result=? WHERE id=?", (self.clock(), result, command_id))

@@ -1,0 +1,312 @@
+"""The pilot data generation phase: instructions -> critic -> responses -> critic -> QC.
+
+Work is done in batches; each batch's rows land atomically in their own file, so a crashed run
+resumes by skipping the batch files that exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from phasegate.pipeline.context import PhaseContext
+from phasegate.pipeline.files import atomic_write_jsonl, atomic_write_text, read_jsonl, sha256_text
+from phasegate.pipeline.generation.critic import DEFAULT_MIN_MARGIN, score_ab
+from phasegate.pipeline.generation.generate import (
+    GenerationResult,
+    GenerationSettings,
+    generate_texts,
+)
+from phasegate.pipeline.generation.prompts import (
+    INSTRUCTION_STOPS,
+    RESPONSE_STOPS,
+    instruction_critic_prompt,
+    instruction_generation_prompt,
+    pair_critic_prompt,
+    parse_instruction_list,
+    response_prompt,
+)
+from phasegate.pipeline.model.loader import LoadedModel
+from phasegate.pipeline.tokenizer import CleanTokenizer
+
+STEPS = ("instructions", "instruction_critic", "responses", "pair_critic", "write")
+
+
+class GenerateParams(BaseModel):
+    """The `generate` phase's `[phases.with]` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(100, ge=1, description="How many instruction candidates to generate.")
+    seed: int | None = Field(None, description="Sampling seed; default: the session seed.")
+    temperature: float = Field(
+        0.7, ge=0.0, description="Response sampling temperature; 0 = greedy."
+    )
+    top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling mass for responses.")
+    max_new_tokens: int = Field(100, ge=1, description="Token limit of one response.")
+    stop: list[str] = Field(list(RESPONSE_STOPS), description="Stop strings that end a response.")
+    batch_size: int = Field(16, ge=1, description="Rows per batch (and per resumable batch file).")
+    instruction_temperature: float = Field(
+        1.0, ge=0.0, description="Sampling temperature for new instructions."
+    )
+    instruction_max_new_tokens: int = Field(48, ge=1, description="Token limit of one instruction.")
+    n_shots: int = Field(
+        5, ge=1, description="Seed instructions shown in the few-shot list prompt."
+    )
+    keep_truncated_instructions: bool = Field(
+        False, description="Keep instructions cut off by their token limit (normally discarded)."
+    )
+    filter_instructions: bool = Field(
+        True, description="Answer only instructions the critic accepted (false: answer all)."
+    )
+    min_margin: float = Field(
+        DEFAULT_MIN_MARGIN, ge=0.0, description="|logp(A) - logp(B)| for a confident critique."
+    )
+    thresholds: dict[str, str] = Field(
+        default_factory=dict,
+        description="QC rule overrides by metric, e.g. {median_tokens = 'median_tokens < 60'}.",
+    )
+
+
+def _derive_seed(seed: int, batch: int, step: str) -> int:
+    """A seed for one step of one batch, independent of how many batches ran before."""
+    digest = hashlib.sha256(f"{seed}:{batch}:{step}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def _instruction_status(
+    result: GenerationResult, tok: CleanTokenizer, params: GenerateParams
+) -> tuple[str | None, str]:
+    """The instruction parsed from one list continuation, and why it is (not) usable."""
+    items = parse_instruction_list(result.text)
+    if not items:
+        return None, "empty"
+    if result.leakage or set(tok.encode(items[0])) & tok.special_ids:
+        return items[0], "leakage"  # it would put a marker or special token into later prompts
+    if result.hit_token_limit and not params.keep_truncated_instructions:
+        return items[0], "truncated"
+    return items[0], "ok"
+
+
+class PilotBatch:
+    """One batch of candidates taken through the four model steps."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        params: GenerateParams,
+        seed: int,
+        report: Callable[[int, str], None],
+    ) -> None:
+        self.model, self.tok = loaded.model, loaded.tokenizer
+        self.params, self.seed, self.report = params, seed, report
+
+    def _settings(self, batch: int, step: str, **overrides: Any) -> GenerationSettings:
+        """Generation settings of one step, seeded per batch and step."""
+        p = self.params
+        base = dict(
+            temperature=p.temperature,
+            top_p=p.top_p,
+            max_new_tokens=p.max_new_tokens,
+            stop=tuple(p.stop),
+            batch_size=p.batch_size,
+            seed=_derive_seed(self.seed, batch, step),
+        )
+        return GenerationSettings(**{**base, **overrides})
+
+    def _instructions(
+        self, batch: int, size: int
+    ) -> tuple[list[dict[str, Any]], GenerationSettings]:
+        """Step 1: sample one instruction per few-shot list prompt; rows for all candidates."""
+        p = self.params
+        settings = self._settings(
+            batch,
+            "instructions",
+            temperature=p.instruction_temperature,
+            max_new_tokens=p.instruction_max_new_tokens,
+            stop=INSTRUCTION_STOPS,
+        )
+        prompts = [
+            instruction_generation_prompt(settings.seed + k, n_shots=p.n_shots) for k in range(size)
+        ]
+        rows, seen = [], set()
+        for k, result in enumerate(generate_texts(self.model, self.tok, prompts, settings)):
+            instruction, status = _instruction_status(result, self.tok, p)
+            if status == "ok" and instruction.lower() in seen:
+                status = "duplicate"
+            seen.add((instruction or "").lower())
+            rows.append(_new_row(batch, k, instruction, status, result, settings.seed))
+        return rows, settings
+
+    def _judge(self, prompts: list[str]) -> list[dict[str, Any]]:
+        """Steps 2 and 4: the A/B critic over `prompts`."""
+        p = self.params
+        found = score_ab(
+            self.model, self.tok, prompts, batch_size=p.batch_size, min_margin=p.min_margin
+        )
+        return [c.to_dict() for c in found]
+
+    def _responses(self, rows: list[dict[str, Any]], settings: GenerationSettings) -> None:
+        """Step 3: answer each row's instruction in completion mode."""
+        prompts = [response_prompt(r["instruction"]) for r in rows]
+        for row, result in zip(
+            rows, generate_texts(self.model, self.tok, prompts, settings), strict=True
+        ):
+            row["response"] = result.text
+            row["generation"] = {k: v for k, v in result.to_dict().items() if k != "prompt"}
+
+    def run(self, batch: int, size: int) -> list[dict[str, Any]]:
+        """Generate, judge, answer and judge `size` candidates; returns their rows."""
+        rows, instruction_settings = self._instructions(batch, size)
+        self.report(batch, "instruction_critic")
+        valid = [r for r in rows if r["instruction_status"] == "ok"]
+        judged = self._judge([instruction_critic_prompt(r["instruction"]) for r in valid])
+        for row, critique in zip(valid, judged, strict=True):
+            row["instruction_critique"] = critique
+        self.report(batch, "responses")
+        answer = [
+            r
+            for r in valid
+            if r["instruction_critique"]["accepted"] or not self.params.filter_instructions
+        ]
+        response_settings = self._settings(batch, "responses")
+        self._responses(answer, response_settings)
+        self.report(batch, "pair_critic")
+        judged = self._judge([pair_critic_prompt(r["instruction"], r["response"]) for r in answer])
+        used = {
+            "instructions": instruction_settings.to_dict(),
+            "responses": response_settings.to_dict(),
+        }
+        for row in rows:
+            row["generation_params"] = used
+        for row, critique in zip(answer, judged, strict=True):
+            row["pair_critique"] = critique
+            row["kept"] = _keep(row)
+        return rows
+
+
+def _new_row(
+    batch: int, k: int, instruction: str | None, status: str, result: GenerationResult, seed: int
+) -> dict[str, Any]:
+    """A candidate row before any judgement."""
+    return {
+        "id": f"b{batch:05d}-{k:03d}",
+        "batch": batch,
+        "instruction": instruction,
+        "instruction_status": status,
+        "instruction_tokens": result.n_new_tokens,
+        "instruction_critique": None,
+        "response": None,
+        "generation": None,
+        "pair_critique": None,
+        "kept": False,
+        "batch_seed": seed,
+    }
+
+
+def _keep(row: dict[str, Any]) -> bool:
+    """A row is training data when both critics chose A and the response is clean and ended."""
+    gen = row["generation"]
+    return bool(
+        row["instruction_critique"]["accepted"]
+        and row["pair_critique"]["accepted"]
+        and row["response"]
+        and not gen["leakage"]
+        and not gen["runaway"]
+    )
+
+
+def _fingerprint(params: GenerateParams, seed: int, loaded: LoadedModel) -> str:
+    """What batch files depend on; batches written under another fingerprint are stale.
+
+    `count` is left out so a pilot can be extended, and thresholds since they only judge.
+    """
+    prov = loaded.provenance
+    key = {
+        "params": params.model_dump(exclude={"thresholds", "count"}),
+        "versions": prov.versions,
+        "seed": seed,
+        "weights": prov.weights_sha256,
+        "config": prov.config_sha256,
+        "tokenizer": prov.tokenizer_sha256,
+        "dtype": prov.dtype,
+        "quantization": prov.quantization,
+    }
+    return sha256_text(json.dumps(key, sort_keys=True))
+
+
+def _prepare_batch_dir(batch_dir: Path, fingerprint: str) -> None:
+    """Keep batch files only if they were made with the same inputs; set stale ones aside."""
+    marker = batch_dir / "fingerprint.txt"
+    if batch_dir.exists():
+        old = marker.read_text().strip() if marker.exists() else "unknown"
+        if old == fingerprint:
+            return
+        aside = batch_dir.with_name(f"{batch_dir.name}.stale-{old[:12]}")
+        shutil.rmtree(aside, ignore_errors=True)
+        batch_dir.rename(aside)
+        print(
+            f"parameters or model changed since the batches in {batch_dir} were written; "
+            f"moved them to {aside} and starting over",
+            file=sys.stderr,
+        )
+    batch_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, fingerprint + "\n")
+
+
+def _finished_batch(path: Path, size: int) -> list[dict[str, Any]] | None:
+    """The rows of a batch file that holds exactly `size` rows, else None (the batch must run)."""
+    try:
+        rows = read_jsonl(path)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return rows if len(rows) == size else None
+
+
+def run_batches(
+    ctx: PhaseContext,
+    loaded: LoadedModel,
+    params: GenerateParams,
+    seed: int,
+    provenance_ref: dict[str, str],
+) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
+    """Run every batch whose file is missing; returns all rows and which batches ran or were reused."""
+    batch_dir = ctx.artifacts_dir / "batches"
+    _prepare_batch_dir(batch_dir, _fingerprint(params, seed, loaded))
+    n_batches = -(-params.count // params.batch_size)
+    total = n_batches * len(STEPS)
+
+    def report(batch: int, step: str) -> None:
+        ctx.reporter.progress(
+            batch * len(STEPS) + STEPS.index(step),
+            total,
+            step=f"batch {batch + 1}/{n_batches}: {step}",
+        )
+
+    pilot = PilotBatch(loaded, params, seed, report)
+    rows: list[dict[str, Any]] = []
+    done: dict[str, list[int]] = {"generated": [], "reused": []}
+    for batch in range(n_batches):
+        path = batch_dir / f"batch-{batch:05d}.jsonl"
+        size = min(params.batch_size, params.count - batch * params.batch_size)
+        batch_rows = _finished_batch(path, size)
+        if batch_rows is not None:
+            done["reused"].append(batch)
+        else:
+            report(batch, "instructions")
+            batch_rows = pilot.run(batch, size)
+            report(batch, "write")
+            for row in batch_rows:
+                row.update(seed=seed, provenance_ref=provenance_ref)
+            atomic_write_jsonl(path, batch_rows)
+            done["generated"].append(batch)
+        rows.extend(batch_rows)
+    ctx.reporter.progress(total, total, step="batches done")
+    return rows, done

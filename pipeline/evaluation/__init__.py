@@ -1,0 +1,1 @@
+"""Built-in phases, evaluating: paired evaluation of the base model against base + adapter."""

@@ -1,0 +1,1 @@
+"""Built-in phases, training: LoRA/QLoRA SFT, its data, loop, resumable state and launcher."""
