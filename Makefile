@@ -1,26 +1,37 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - create .venv, install phasegate, run the demo session (a model trained here, CPU only)
-#   make test   - create .venv, install phasegate with the test tools, run the test suite
+#   make demo   - create .venv, install phasegate (only what the demo needs), run the demo session (CPU only)
+#   make test   - create .venv, install phasegate with the test tools and extras, run the checks and the tests
 PYTHON ?= python3
 VENV := .venv
-STAMP := $(VENV)/.installed
+PIP := $(VENV)/bin/pip install --quiet -c constraints.txt
+DEMO_STAMP := $(VENV)/.installed-demo
+TEST_STAMP := $(VENV)/.installed-test
 
-$(STAMP): pyproject.toml constraints.txt
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[dev,quant,ray]'
-	touch $(STAMP)
+
+$(DEMO_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(PIP) -e .
+	touch $(DEMO_STAMP)
+
+# The test extras: pytest and friends, import-linter, ray (the scale-out test), bitsandbytes (QLoRA tests).
+$(TEST_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(PIP) -e '.[dev,quant,ray]'
+	touch $(TEST_STAMP) $(DEMO_STAMP)
 
 .PHONY: demo test bench lint
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/phasegate demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(VENV)/bin/python -m benchmarks
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports

@@ -26,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+from phasegate.journal.events import EventKind
 from phasegate.journal.store import Journal
 
 EVENTS_PER_S = 50
@@ -144,7 +145,7 @@ async def _latencies(run_dir: Path) -> list[float]:
         for i in range(LATENCY_SAMPLES):
             shown = asyncio.get_running_loop().create_future()
             app.watch(app, "view", _probe(app, f"latency probe {i}", shown), init=False)
-            writer.append_event("log", "work", {"message": f"latency probe {i}"})
+            writer.append_event(EventKind.LOG, "work", {"message": f"latency probe {i}"})
             committed = time.perf_counter()
             samples.append(await asyncio.wait_for(shown, 10) - committed)
             await asyncio.sleep(random.uniform(0.3, 0.6))  # spread the probes over the poll and redraw phases

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from phasegate.pipeline.generation.prompts import (
     INSTRUCTION_CRITIC_RUBRIC,
@@ -249,11 +249,6 @@ def documents_by_kind(seed: int = 0) -> dict[str, list[str]]:
 def documents(seed: int = 0) -> list[str]:
     """Every document of the corpus, kind by kind."""
     return [doc for docs in documents_by_kind(seed).values() for doc in docs]
-
-
-def iter_tokenizer_text(seed: int = 0) -> Iterator[str]:
-    """Text for training the tokenizer: the corpus itself."""
-    yield from documents(seed)
 
 
 def corpus_digest(seed: int = 0) -> str:

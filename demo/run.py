@@ -171,7 +171,7 @@ def _summary(opened: Any, code: ExitCode, say: Callable[[str], None]) -> None:
         found = [f"{n} {metrics[phase][n]:.4g}" for n in names if n in metrics.get(phase, {})]
         if found:
             lines.append(f"  {phase:<9} " + ", ".join(found))
-    incidents = sorted((folder.root / "incidents").glob("INCIDENT-*.md"))
+    incidents = sorted(folder.incidents.glob("INCIDENT-*.md"))
     lines += [f"demo ended: exit code {int(code)} ({code.name.lower().replace('_', ' ')})",
               f"checkpoint: {folder.checkpoint}"]
     if incidents:

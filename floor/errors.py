@@ -14,6 +14,11 @@ class ExitCode(enum.IntEnum):
     STOPPED = 3
     PAUSED = 4
 
+    @classmethod
+    def for_session_state(cls, state: str) -> ExitCode:
+        """The code for a session left in `state`; one no controller exits in (running, say) gives COMPLETED."""
+        return {"stopped": cls.STOPPED, "paused": cls.PAUSED, "failed": cls.INTERNAL_ERROR}.get(str(state), cls.COMPLETED)
+
 
 class PhasegateError(Exception):
     """Base class: every error phasegate raises on purpose carries an exit code."""

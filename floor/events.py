@@ -1,8 +1,9 @@
-"""The phase-side API: what a phase's child process may tell the controller.
+"""The phase-side API and its schema: what a phase's child process may tell the controller.
 
 A child reports on the file descriptor named by `PHASEGATE_EVENTS_FD`, one JSON object per
 line. Without that variable (a script run by hand) every call is a no-op, so the same code
-runs inside and outside a session.
+runs inside and outside a session. The child writes with `encode` and the controller reads
+with `parse_line`: both go through the event classes below, so the two sides cannot drift.
 """
 
 from __future__ import annotations
@@ -10,11 +11,132 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+)
+
+from phasegate.floor.errors import ExitCode
 
 EVENTS_FD_ENV = "PHASEGATE_EVENTS_FD"
 # A phase that exits with this code asks the controller to stop the session (no retry).
-EARLY_STOP_EXIT = 3
+EARLY_STOP_EXIT = ExitCode.STOPPED
+# What an invalid event keeps of its line: enough to see what went wrong, never a flood.
+INVALID_LINE_CHARS = 500
+
+
+def _json_number(value: Any) -> Any:
+    """Any JSON number (a bool included, as Python counts it); strings and the rest are bad fields."""
+    if not isinstance(value, int | float):
+        raise ValueError("a metric's value is a number")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_json_number)]
+
+
+class ChildEvent(BaseModel):
+    """One line a child sends: frozen, and readable by field name like the JSON object it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    def __getitem__(self, key: str) -> Any:
+        """A field by its JSON name (`event["type"]`)."""
+        return getattr(self, key)
+
+
+class ProgressEvent(ChildEvent):
+    """`done` of `total` units of work, optionally within a named step."""
+
+    type: Literal["progress"] = "progress"
+    done: int = 0
+    total: int = 0
+    step: StrictStr | None = None
+
+
+class MetricEvent(ChildEvent):
+    """One numeric metric of the phase."""
+
+    type: Literal["metric"] = "metric"
+    name: StrictStr
+    value: Number
+
+
+class ArtifactEvent(ChildEvent):
+    """A finished output file (an absolute path); the controller records it with its sha256."""
+
+    type: Literal["artifact"] = "artifact"
+    path: StrictStr
+
+
+class HeartbeatEvent(ChildEvent):
+    """The phase is alive while it produces nothing else."""
+
+    type: Literal["heartbeat"] = "heartbeat"
+
+
+class StopEvent(ChildEvent):
+    """The phase asks for an early stop (it then exits with EARLY_STOP_EXIT)."""
+
+    type: Literal["stop"] = "stop"
+    trigger: StrictStr | None = None
+    summary: StrictStr | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class LogEvent(ChildEvent):
+    """One human-readable line for the session's event stream."""
+
+    type: Literal["log"] = "log"
+    message: StrictStr = ""
+
+
+class InvalidEvent(ChildEvent):
+    """A line the controller cannot use: not JSON, no type, an unknown type or a bad field.
+
+    Never sent by a child: `parse_line` makes it, so a bad line is journaled, never raised.
+    """
+
+    type: Literal["invalid"] = "invalid"
+    line: str
+    received: dict[str, Any] | None = None  # the JSON object as sent, when it was one with a type
+
+    @property
+    def journaled(self) -> dict[str, Any]:
+        """What the journal keeps of it: the object as sent, else the line's text."""
+        return self.received if self.received is not None else {"type": self.type, "line": self.line}
+
+
+SentEvent = ProgressEvent | MetricEvent | ArtifactEvent | HeartbeatEvent | StopEvent | LogEvent
+_SENT: TypeAdapter[SentEvent] = TypeAdapter(Annotated[SentEvent, Field(discriminator="type")])
+
+
+def parse_line(line: bytes) -> SentEvent | InvalidEvent:
+    """The event one line of the events pipe holds; anything unusable becomes an InvalidEvent."""
+    text = line[:INVALID_LINE_CHARS].decode("utf-8", errors="replace")
+    try:
+        received = json.loads(line)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep to read
+        return InvalidEvent(line=text)
+    if not isinstance(received, dict) or not isinstance(received.get("type"), str):
+        return InvalidEvent(line=text)
+    try:
+        return _SENT.validate_python(received)
+    except ValidationError:
+        return InvalidEvent(line=text, received=received)
+
+
+def encode(event: ChildEvent) -> str:
+    """The event as one JSON line (without its newline), every field of its class included."""
+    # Python mode, not JSON mode: a NaN metric stays NaN (JSON mode would write null).
+    return json.dumps(event.model_dump(warnings=False), separators=(",", ":"))
 
 
 class ChildReporter:
@@ -26,35 +148,36 @@ class ChildReporter:
             fd = int(raw) if raw and raw.isdigit() else None
         self._stream = os.fdopen(fd, "w", buffering=1, closefd=False) if fd is not None else None
 
-    def _emit(self, **event: Any) -> None:
+    def _emit(self, kind: type[ChildEvent], **fields: Any) -> None:
         if self._stream is None:
             return
-        self._stream.write(json.dumps(event, separators=(",", ":")) + "\n")
+        # Not validated here: a phase's report must never crash the phase; the controller validates.
+        self._stream.write(encode(kind.model_construct(**fields)) + "\n")
         self._stream.flush()
 
     def progress(self, done: int, total: int, step: str | None = None) -> None:
         """Report `done` of `total` units of work (optionally within a named step)."""
-        self._emit(type="progress", done=done, total=total, step=step)
+        self._emit(ProgressEvent, done=done, total=total, step=step)
 
     def metric(self, name: str, value: float) -> None:
         """Report one numeric metric of this phase."""
-        self._emit(type="metric", name=name, value=value)
+        self._emit(MetricEvent, name=name, value=value)
 
     def artifact(self, path: str | Path) -> None:
         """Declare a finished output file; the controller records it with its sha256."""
-        self._emit(type="artifact", path=str(Path(path).resolve()))
+        self._emit(ArtifactEvent, path=str(Path(path).resolve()))
 
     def heartbeat(self) -> None:
         """Say the phase is alive while it produces nothing else."""
-        self._emit(type="heartbeat")
+        self._emit(HeartbeatEvent)
 
     def early_stop(self, trigger: str, summary: str, evidence: dict[str, Any] | None = None) -> None:
         """Ask for an early stop (then exit with EARLY_STOP_EXIT): the session stops, no retry."""
-        self._emit(type="stop", trigger=trigger, summary=summary, evidence=evidence or {})
+        self._emit(StopEvent, trigger=trigger, summary=summary, evidence=evidence or {})
 
     def log(self, message: str) -> None:
         """Send one human-readable line to the session's event stream."""
-        self._emit(type="log", message=message)
+        self._emit(LogEvent, message=message)
 
 
 _default: ChildReporter | None = None

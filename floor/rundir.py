@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from phasegate.floor.errors import RunDirError
 
@@ -14,6 +15,19 @@ from phasegate.floor.errors import RunDirError
 def utc_stamp(now: datetime) -> str:
     """A sortable UTC stamp for folder and file names."""
     return now.strftime("%Y%m%dT%H%M%SZ")
+
+
+class Placeholders(NamedTuple):
+    """The `{name}` placeholders a session file's argv and gate paths may use, with one phase's values."""
+
+    run_dir: Any
+    artifacts: Any  # this phase's artifact folder
+    phase: Any  # this phase's id
+    session_dir: Any
+
+
+PLACEHOLDER_NAMES: tuple[str, ...] = Placeholders._fields
+"""Every placeholder name, in the order the reference lists them."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,15 @@ class RunDir:
 
     def log(self, phase_id: str) -> Path:
         return self.root / "logs" / f"{phase_id}.log"
+
+    @property
+    def controller_log(self) -> Path:
+        """The log of a controller started by the TUI (a phase id cannot start with "_", so no clash)."""
+        return self.root / "logs" / "_controller.log"
+
+    def review(self, gate_id: str, attempt: int) -> Path:
+        """The folder of one reviewer call: prompt, output and meta."""
+        return self.reviews / f"{gate_id}-{attempt}"
 
     def create_layout(self) -> None:
         """Make the folders a new run needs."""

@@ -25,7 +25,6 @@ class PhaseState(enum.StrEnum):
     RUNNING = "running"
     PASSED = "passed"
     FAILED = "failed"
-    SKIPPED = "skipped"
 
 
 S, P = SessionState, PhaseState
@@ -41,12 +40,11 @@ SESSION_TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
 }
 
 PHASE_TRANSITIONS: dict[PhaseState, frozenset[PhaseState]] = {
-    P.PENDING: frozenset({P.RUNNING, P.SKIPPED}),
+    P.PENDING: frozenset({P.RUNNING}),
     # running -> pending: a crash interrupted it and resume discards the attempt.
     P.RUNNING: frozenset({P.PASSED, P.FAILED, P.PENDING}),
     P.FAILED: frozenset({P.RUNNING, P.PENDING}),
     P.PASSED: frozenset(),
-    P.SKIPPED: frozenset(),
 }
 
 FINISHED_SESSION_STATES = frozenset({S.COMPLETED, S.STOPPED, S.FAILED})
@@ -76,3 +74,33 @@ class AttemptState(enum.StrEnum):
 
 
 OPEN_ATTEMPT_STATES = frozenset({AttemptState.INTENT, AttemptState.RUNNING})
+
+
+class Route(enum.StrEnum):
+    """Where a session goes after a phase or a reviewer's decision (the journal keeps the values)."""
+
+    ADVANCE = "advance"
+    RETRY = "retry"
+    PAUSE = "pause"
+    STOP = "stop"
+
+
+class GateStatus(enum.StrEnum):
+    """What a gate decided; `waived` is only ever set by an operator."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    WARN = "warn"
+    PENDING = "pending"
+    WAIVED = "waived"
+
+
+def effective_gate_status(recorded: str, action: str | None,
+                          note: str | None = None) -> tuple[GateStatus, str | None]:
+    """A gate's status once the operator's word (`approved`/`waived`) is applied, with its note when it counts."""
+    status = GateStatus(recorded)
+    if action == "waived":  # a waiver is kept forever and covers whatever the gate decided
+        return GateStatus.WAIVED, note
+    if action == "approved" and status is GateStatus.PENDING:  # an approval only decides a gate that waits
+        return GateStatus.PASS, note
+    return status, None

@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus
-from phasegate.gates.options import GateOptions, gate_kind, invalid_options_result, parse_options
+from phasegate.gates.options import GateOptions, gate_kind
 
 
 class ApprovalOptions(GateOptions):
@@ -21,18 +21,14 @@ class ApprovalOptions(GateOptions):
 
 
 @gate_kind
-class ApprovalGate(Gate):
+class ApprovalGate(Gate[ApprovalOptions]):
     """Always pending: only an operator's approve or waive command decides it."""
 
     kind: ClassVar[str] = "approval"
     options_model: ClassVar[type[ApprovalOptions]] = ApprovalOptions
 
-    def evaluate(self, context: GateContext) -> GateResult:
+    def check(self, options: ApprovalOptions, context: GateContext) -> GateResult:
         """Ask for approval with the options' message."""
-        try:
-            options = parse_options(self.kind, ApprovalOptions, context.options)
-        except ValueError as exc:
-            return invalid_options_result(exc)
         evidence = {
             "message": options.message,
             "phase": context.phase_id,

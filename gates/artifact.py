@@ -15,8 +15,6 @@ from phasegate.gates.options import (
     GateOptions,
     PathTemplate,
     gate_kind,
-    invalid_options_result,
-    parse_options,
 )
 
 
@@ -218,16 +216,12 @@ def _pass_summary(files: list[dict[str, Any]], jsonl: dict[str, Any] | None) -> 
 
 
 @gate_kind
-class ArtifactGate(Gate):
+class ArtifactGate(Gate[ArtifactOptions]):
     """Passes when the phase's outputs exist, are non-empty and (for JSONL) validate."""
 
     kind: ClassVar[str] = "artifact"
     options_model: ClassVar[type[ArtifactOptions]] = ArtifactOptions
 
-    def evaluate(self, context: GateContext) -> GateResult:
+    def check(self, options: ArtifactOptions, context: GateContext) -> GateResult:
         """Check the declared outputs."""
-        try:
-            options = parse_options(self.kind, ArtifactOptions, context.options)
-        except ValueError as exc:
-            return invalid_options_result(exc)
         return evaluate_artifacts(options, context.resolve)

@@ -1,22 +1,22 @@
-"""The gate contract: a gate kind evaluates a context and returns a GateResult."""
+"""The gate contract: a gate kind checks a context with its parsed options and returns a GateResult."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
+from pydantic import BaseModel
 
-class GateStatus(enum.StrEnum):
-    """What a gate decided; `waived` is only ever set by an operator."""
+from phasegate.floor.rundir import Placeholders
+from phasegate.floor.states import GateStatus, Route
+from phasegate.gates.parsing import parse_options
 
-    PASS = "pass"
-    FAIL = "fail"
-    WARN = "warn"
-    PENDING = "pending"
-    WAIVED = "waived"
+__all__ = ["GATE_KINDS", "Gate", "GateContext", "GateFactory", "GateResult", "GateStatus", "InvalidGate",
+           "invalid_options_result", "register"]
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,8 @@ class GateResult:
     summary: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, float] = field(default_factory=dict)
-    # Only reviewer gates route: "retry" (apply `changes`, run the phase again) or "stop" (early stop).
-    route: str | None = None
+    # Only reviewer gates route: RETRY (apply `changes`, run the phase again) or STOP (early stop).
+    route: Route | None = None
     changes: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -38,7 +38,7 @@ class GateContext:
 
     gate_id: str
     phase_id: str
-    options: Mapping[str, Any]
+    options: Mapping[str, Any]  # as written; a gate built from its declaration holds them parsed
     session_dir: Path
     run_dir: Path
     artifacts_dir: Path
@@ -50,23 +50,96 @@ class GateContext:
 
     def resolve(self, path: str) -> Path:
         """Resolve a path from the session file: `{artifacts}`-style placeholders, then relative to the session folder."""
-        expanded = path.format(
-            artifacts=self.artifacts_dir,
-            run_dir=self.run_dir,
-            session_dir=self.session_dir,
-            phase=self.phase_id,
-        )
-        candidate = Path(expanded)
+        values = Placeholders(run_dir=self.run_dir, artifacts=self.artifacts_dir, phase=self.phase_id,
+                              session_dir=self.session_dir)
+        candidate = Path(path.format(**values._asdict()))
         return candidate if candidate.is_absolute() else self.session_dir / candidate
 
 
-class Gate:
-    """Base class of gate kinds; subclasses set `kind` and implement `evaluate`."""
+def invalid_options_result(error: ValueError) -> GateResult:
+    """The result of a gate whose options do not validate: a failure, so a broken gate never passes."""
+    return GateResult(
+        status=GateStatus.FAIL,
+        summary=str(error),
+        evidence={"error": str(error)},
+    )
+
+
+class Gate(Generic[OptionsT]):
+    """Base class of gate kinds: a kind sets `kind` and `options_model` and implements `check`.
+
+    The properties below are what the controller asks of a gate; a kind answers them from its options.
+    """
 
     kind: ClassVar[str]
+    options_model: ClassVar[type[BaseModel] | None] = None
 
-    def evaluate(self, context: GateContext) -> GateResult:  # pragma: no cover - interface
+    def __init__(self, options: OptionsT | None = None) -> None:
+        # None: a gate made bare parses the options of each context it evaluates.
+        self.options = options
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Self:
+        """This kind with `options` parsed by its model (the one place they are parsed); ValueError names each bad field."""
+        if cls.options_model is None:  # a kind without a model reads its context's options itself
+            return cls()
+        return cls(parse_options(cls.kind, cls.options_model, options))
+
+    def evaluate(self, context: GateContext) -> GateResult:
+        """Check the context with the parsed options; options that do not parse fail the gate (fail closed)."""
+        try:
+            gate = self if self.options is not None else self.from_options(context.options)
+        except ValueError as exc:
+            return invalid_options_result(exc)
+        return self.check(gate.options, context)
+
+    def check(self, options: OptionsT, context: GateContext) -> GateResult:  # pragma: no cover - interface
+        """What this kind decides for one context, given its parsed options."""
         raise NotImplementedError
+
+    @property
+    def costly(self) -> bool:
+        """Whether a failed or pending decision is reused after a restart rather than asked again."""
+        return False
+
+    @property
+    def rechecks_every_phase(self) -> bool:
+        """Whether the controller runs this gate again before every later phase."""
+        return False
+
+    @property
+    def advises_on_failure(self) -> bool:
+        """Whether it still runs, as advice only, after a hard gate of its stage failed."""
+        return False
+
+    @property
+    def needs_history(self) -> bool:
+        """Whether its context must carry the run's history (metrics, earlier attempts, checkpoint)."""
+        return False
+
+    @property
+    def runs_after_hard_gates(self) -> bool:
+        """Whether it is a reviewer that must see the hard gates of its stage decided first."""
+        return False
+
+    @property
+    def reviewer_names(self) -> tuple[str, ...]:
+        """The `[reviewers.<name>]` tables it asks, which the session file must define."""
+        return ()
+
+
+class InvalidGate(Gate):
+    """A declaration whose kind or options do not parse: evaluating it fails, so it never passes."""
+
+    kind: ClassVar[str] = "invalid"
+
+    def __init__(self, error: ValueError) -> None:
+        super().__init__()
+        self.error = error
+
+    def evaluate(self, context: GateContext) -> GateResult:
+        """Fail with the parse error, whatever the context."""
+        return invalid_options_result(self.error)
 
 
 GATE_KINDS: dict[str, type[Gate]] = {}

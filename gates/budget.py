@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus
-from phasegate.gates.options import GateOptions, gate_kind, invalid_options_result, parse_options
+from phasegate.gates.options import GateOptions, gate_kind
 
 
 class BudgetOptions(GateOptions):
@@ -18,18 +18,14 @@ class BudgetOptions(GateOptions):
 
 
 @gate_kind
-class BudgetGate(Gate):
+class BudgetGate(Gate[BudgetOptions]):
     """Passes when the phase's projected cost fits in the budget left (with the margin)."""
 
     kind: ClassVar[str] = "budget"
     options_model: ClassVar[type[BudgetOptions]] = BudgetOptions
 
-    def evaluate(self, context: GateContext) -> GateResult:
+    def check(self, options: BudgetOptions, context: GateContext) -> GateResult:
         """Compare the projection from the phase estimate (or measured throughput) with the money left."""
-        try:
-            options = parse_options(self.kind, BudgetOptions, context.options)
-        except ValueError as exc:
-            return invalid_options_result(exc)
         budget = context.budget
         left, rate = budget.get("left_usd"), budget.get("gpu_hourly_usd")
         hours = budget.get("remaining_hours") if options.include_remaining else budget.get("phase_hours")

@@ -1,4 +1,4 @@
-"""Gate option models: the shared base, the kind → model registry and readable validation errors."""
+"""Gate option models: the shared base, the kind → model registry and building a gate from its declaration."""
 
 from __future__ import annotations
 
@@ -6,24 +6,20 @@ import string
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel
 
-from phasegate.gates.base import GATE_KINDS, Gate, GateResult, GateStatus, register
+from phasegate.floor.rundir import PLACEHOLDER_NAMES
+from phasegate.gates.base import GATE_KINDS, Gate, InvalidGate, invalid_options_result, register
+from phasegate.gates.parsing import GateOptions, format_validation_error, parse_options
 
-# Placeholders `GateContext.resolve` fills in; anything else would raise at evaluation time.
-PATH_PLACEHOLDERS = frozenset({"artifacts", "run_dir", "session_dir", "phase"})
+__all__ = ["GATE_OPTION_MODELS", "GateOptions", "PathTemplate", "build_gate", "declare_gate",
+           "format_validation_error", "gate_kind", "invalid_options_result", "parse_options",
+           "validate_gate_options"]
 
 GATE_OPTION_MODELS: dict[str, type[BaseModel]] = {}
 """Each gate kind's options model, by kind name (the source of the JSON schema and reference docs)."""
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
 GateT = TypeVar("GateT", bound=type[Gate])
-
-
-class GateOptions(BaseModel):
-    """Base of gate option models: unknown keys are errors, parsed options never change."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _check_placeholders(path: str) -> str:
@@ -32,9 +28,9 @@ def _check_placeholders(path: str) -> str:
         names = {field for _, field, _, _ in string.Formatter().parse(path) if field is not None}
     except ValueError as exc:
         raise ValueError(f"path {path!r} has unbalanced braces: {exc}") from None
-    unknown = sorted(names - PATH_PLACEHOLDERS)
+    unknown = sorted(names - set(PLACEHOLDER_NAMES))
     if unknown:
-        known = ", ".join("{" + name + "}" for name in sorted(PATH_PLACEHOLDERS))
+        known = ", ".join("{" + name + "}" for name in sorted(PLACEHOLDER_NAMES))
         raise ValueError(f"path {path!r} uses unknown placeholder(s) {unknown}; known: {known}")
     return path
 
@@ -52,45 +48,22 @@ def gate_kind(cls: GateT) -> GateT:
     return cls
 
 
-def _format_location(loc: tuple[int | str, ...]) -> str:
-    """Render a pydantic error location as `rules[0].attribute`."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(options)"
+def build_gate(kind: str, options: Mapping[str, Any]) -> Gate:
+    """The gate a declaration asks for, its options parsed by the kind's model; ValueError says what is wrong."""
+    if kind not in GATE_KINDS:
+        known = ", ".join(sorted(GATE_KINDS)) or "(none registered)"
+        raise ValueError(f"unknown gate kind {kind!r}; known kinds: {known}")
+    return GATE_KINDS[kind].from_options(options)
 
 
-def format_validation_error(kind: str, error: ValidationError) -> str:
-    """One readable message for every problem pydantic found in a gate's options."""
-    lines = []
-    for item in error.errors(include_url=False):
-        message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{_format_location(item['loc'])}: {message}")
-    return f"gate kind {kind!r}: invalid options: " + "; ".join(lines)
-
-
-def parse_options(kind: str, model: type[ModelT], options: Mapping[str, Any]) -> ModelT:
-    """Validate `options` against `model`, raising ValueError with a message naming each bad field."""
+def declare_gate(kind: str, options: Mapping[str, Any]) -> Gate:
+    """Like build_gate, but a declaration that does not parse becomes a gate that always fails (fail closed)."""
     try:
-        return model.model_validate(dict(options))
-    except ValidationError as exc:
-        raise ValueError(format_validation_error(kind, exc)) from None
+        return build_gate(kind, options)
+    except ValueError as exc:
+        return InvalidGate(exc)
 
 
 def validate_gate_options(kind: str, options: Mapping[str, Any]) -> None:
     """Check a gate declaration before a run; raise ValueError saying what is wrong."""
-    if kind not in GATE_KINDS:
-        known = ", ".join(sorted(GATE_KINDS)) or "(none registered)"
-        raise ValueError(f"unknown gate kind {kind!r}; known kinds: {known}")
-    model = GATE_OPTION_MODELS.get(kind)
-    if model is not None:
-        parse_options(kind, model, options)
-
-
-def invalid_options_result(error: ValueError) -> GateResult:
-    """The result of a gate whose options do not validate: a failure, so a broken gate never passes."""
-    return GateResult(
-        status=GateStatus.FAIL,
-        summary=str(error),
-        evidence={"error": str(error)},
-    )
+    build_gate(kind, options)

@@ -16,8 +16,6 @@ from phasegate.gates.options import (
     GateOptions,
     PathTemplate,
     gate_kind,
-    invalid_options_result,
-    parse_options,
 )
 from phasegate.gates.policy_rules import Glob, MustImport, Rule
 
@@ -190,18 +188,19 @@ def _result(root: Path, report: PolicyReport, cap: int) -> GateResult:
 
 
 @gate_kind
-class PolicyGate(Gate):
+class PolicyGate(Gate[PolicyOptions]):
     """Passes when every checked file keeps every rule."""
 
     kind: ClassVar[str] = "policy"
     options_model: ClassVar[type[PolicyOptions]] = PolicyOptions
 
-    def evaluate(self, context: GateContext) -> GateResult:
+    @property
+    def rechecks_every_phase(self) -> bool:
+        """As the options say (`recheck = "every_phase"`)."""
+        return self.options is not None and self.options.recheck == "every_phase"
+
+    def check(self, options: PolicyOptions, context: GateContext) -> GateResult:
         """Check the tree under the options' root."""
-        try:
-            options = parse_options(self.kind, PolicyOptions, context.options)
-        except ValueError as exc:
-            return invalid_options_result(exc)
         root = context.resolve(options.root)
         if not root.is_dir():
             summary = f"policy root {root} is not a folder"

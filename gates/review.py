@@ -14,13 +14,13 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from phasegate.floor.faults import crash_point
+from phasegate.floor.rundir import RunDir
+from phasegate.floor.states import Route
 from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus
 from phasegate.gates.options import (
     GateOptions,
     PathTemplate,
     gate_kind,
-    invalid_options_result,
-    parse_options,
 )
 from phasegate.reviews import (
     ReviewerSpec,
@@ -31,6 +31,7 @@ from phasegate.reviews import (
     new_nonce,
     run_review,
 )
+from phasegate.reviews.decision import ROUTES, Decision
 
 
 class ReviewOptions(GateOptions):
@@ -46,7 +47,8 @@ class ReviewOptions(GateOptions):
 
 DECISION_STATUS = {"SCALE": GateStatus.PASS, "ITERATE": GateStatus.FAIL, "INVESTIGATE": GateStatus.PENDING,
                    "STOP": GateStatus.FAIL}
-DECISION_ROUTE = {"ITERATE": "retry", "STOP": "stop"}
+# Only the decisions that change the controller's course route; SCALE advances and INVESTIGATE waits anyway.
+DECISION_ROUTE = {d.value: ROUTES[d] for d in (Decision.ITERATE, Decision.STOP)}
 
 
 def _read_json(path: Path | None) -> dict[str, Any]:
@@ -111,29 +113,49 @@ def _result(record: dict[str, Any], context: GateContext, out_dir: Path) -> Gate
     reason = record.get("error") or "; ".join(record.get("reasons") or []) or "no reasons given"
     if record.get("repo_modified"):
         return GateResult(GateStatus.FAIL, f"the reviewer modified the repository: {reason}", evidence, metrics,
-                          route="stop")
+                          route=Route.STOP)
     summary = f"reviewer says {decision}: {reason}"
     return GateResult(DECISION_STATUS[decision], summary, evidence, metrics, route=DECISION_ROUTE.get(decision),
                       changes=dict(changes.accepted))
 
 
 @gate_kind
-class ReviewGate(Gate):
+class ReviewGate(Gate[ReviewOptions]):
     """Asks a reviewer CLI at a gate boundary and turns its strict decision into a route."""
 
     kind: ClassVar[str] = "review"
     options_model: ClassVar[type[ReviewOptions]] = ReviewOptions
-    costly: ClassVar[bool] = True  # a decided review is never asked again: reviewers are billed per call
 
-    def evaluate(self, context: GateContext) -> GateResult:
+    @property
+    def costly(self) -> bool:
+        """A decided review is never asked again: reviewers are billed per call."""
+        return True
+
+    @property
+    def needs_history(self) -> bool:
+        """The reviewer is shown the phase's metrics, earlier attempts and the last checkpoint."""
+        return True
+
+    @property
+    def runs_after_hard_gates(self) -> bool:
+        """A reviewer never sees, or overrides, a failed hard gate of its stage."""
+        return True
+
+    @property
+    def advises_on_failure(self) -> bool:
+        """As the options say (`advise_on_failure`)."""
+        return self.options is not None and self.options.advise_on_failure
+
+    @property
+    def reviewer_names(self) -> tuple[str, ...]:
+        """The one reviewer the options name."""
+        return () if self.options is None else (self.options.reviewer,)
+
+    def check(self, options: ReviewOptions, context: GateContext) -> GateResult:
         """Ask (or read back) this attempt's review and map its decision."""
-        try:
-            options = parse_options(self.kind, ReviewOptions, context.options)
-        except ValueError as exc:
-            return invalid_options_result(exc)
         spec = context.reviewers.get(options.reviewer)
         if spec is None:
             return GateResult(GateStatus.FAIL, f"no [reviewers.{options.reviewer}] table in the session file")
-        out_dir = context.run_dir / "reviews" / f"{context.gate_id}-{context.attempt}"
+        out_dir = RunDir(context.run_dir).review(context.gate_id, context.attempt)
         record = _recorded(out_dir) or _ask(context, options, spec, out_dir)
         return _result(record, context, out_dir)

@@ -18,8 +18,6 @@ from phasegate.gates.options import (
     GateOptions,
     PathTemplate,
     gate_kind,
-    invalid_options_result,
-    parse_options,
 )
 
 
@@ -113,18 +111,14 @@ def decide(summary: Mapping[str, Any], options: StatOptions) -> GateResult:
 
 
 @gate_kind
-class StatGate(Gate):
+class StatGate(Gate[StatOptions]):
     """Passes when the paired evaluation shows a significant effect in the asked direction."""
 
     kind: ClassVar[str] = "stat"
     options_model: ClassVar[type[StatOptions]] = StatOptions
 
-    def evaluate(self, context: GateContext) -> GateResult:
+    def check(self, options: StatOptions, context: GateContext) -> GateResult:
         """Read the summary and decide."""
-        try:
-            options = parse_options(self.kind, StatOptions, context.options)
-        except ValueError as exc:
-            return invalid_options_result(exc)
         path: Path = context.resolve(options.file)
         try:
             summary = json.loads(path.read_text(encoding="utf-8"))

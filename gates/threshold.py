@@ -18,8 +18,6 @@ from phasegate.gates.options import (
     GateOptions,
     PathTemplate,
     gate_kind,
-    invalid_options_result,
-    parse_options,
 )
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -181,18 +179,14 @@ def evaluate_rules(rules: list[ThresholdRule], path: Path) -> GateResult:
 
 
 @gate_kind
-class ThresholdGate(Gate):
+class ThresholdGate(Gate[ThresholdOptions]):
     """Passes when every rule holds over the metrics file."""
 
     kind: ClassVar[str] = "threshold"
     options_model: ClassVar[type[ThresholdOptions]] = ThresholdOptions
 
-    def evaluate(self, context: GateContext) -> GateResult:
+    def check(self, options: ThresholdOptions, context: GateContext) -> GateResult:
         """Read the metrics file and check each rule."""
-        try:
-            options = parse_options(self.kind, ThresholdOptions, context.options)
-        except ValueError as exc:
-            return invalid_options_result(exc)
         return evaluate_rules(
             [parse_rule(text) for text in options.rules], context.resolve(options.file)
         )

@@ -21,9 +21,14 @@ def price_for(gpu_name: str | None, table: Mapping[str, float] = GPU_PRICES_USD_
     return table[max(matches, key=len)] if matches else None
 
 
+def spent_usd(conn: sqlite3.Connection) -> float:
+    """Everything the ledger holds, in US dollars."""
+    return float(conn.execute("SELECT COALESCE(SUM(amount_usd), 0) FROM ledger").fetchone()[0])
+
+
 def ledger_totals(conn: sqlite3.Connection) -> tuple[float, float, dict[str, float]]:
     """(spent $, billed GPU hours, spent $ per phase) from the ledger."""
-    spent = conn.execute("SELECT COALESCE(SUM(amount_usd), 0) FROM ledger").fetchone()[0]
+    spent = spent_usd(conn)
     hours = conn.execute("SELECT COALESCE(SUM(seconds), 0) FROM ledger WHERE kind LIKE 'gpu%'").fetchone()[0] / 3600
     per_phase = {r[0]: r[1] for r in conn.execute(
         "SELECT phase, SUM(amount_usd) FROM ledger WHERE phase IS NOT NULL GROUP BY phase")}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,13 @@ class EventRecord:
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> EventRecord:
         return cls(r["seq"], r["ts"], r["type"], r["phase"], json.loads(r["data"]))
+
+    def published(self) -> dict[str, Any]:
+        """The event as listeners (the headless printer, the progress lines) get it: one flat object."""
+        return {"seq": self.seq, "ts": self.ts, "type": self.type, "phase": self.phase, **self.data}
+
+    @classmethod
+    def from_published(cls, event: Mapping[str, Any]) -> EventRecord:
+        """The record back from a published event (`seq` and `ts` may be left out)."""
+        data = {k: v for k, v in event.items() if k not in ("seq", "ts", "type", "phase")}
+        return cls(event.get("seq", 0), event.get("ts", 0.0), event["type"], event.get("phase"), data)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from phasegate.floor.rundir import RunDir, controller_is_live
-from phasegate.floor.states import SessionState
+from phasegate.floor.states import SessionState, effective_gate_status
 from phasegate.journal.store import Journal
 
 
@@ -109,8 +109,8 @@ class RunSnapshot:
 
     @property
     def next_phase(self) -> str | None:
-        """The first phase not yet passed or skipped."""
-        return next((p.id for p in self.phases if p.state not in ("passed", "skipped")), None)
+        """The first phase not yet passed."""
+        return next((p.id for p in self.phases if p.state != "passed"), None)
 
     @property
     def resume_command(self) -> str:
@@ -148,23 +148,26 @@ def _phases(conn: sqlite3.Connection) -> tuple[PhaseView, ...]:
 
 
 def _waivers(conn: sqlite3.Connection) -> dict[str, str]:
+    """The note of every waived gate's latest waiver (a waiver is kept forever)."""
     rows = conn.execute("SELECT gate_id, note FROM operator_actions WHERE action='waived' ORDER BY seq").fetchall()
     return {r["gate_id"]: r["note"] for r in rows}
 
 
 def _gates(conn: sqlite3.Connection) -> tuple[GateView, ...]:
+    # Only waivers apply here: the controller journals an approval as the gate's decision when it acts on it.
     waivers = _waivers(conn)
     rows = conn.execute(
         "SELECT g.* FROM gates g JOIN (SELECT gate_id, MAX(attempt) a FROM gates GROUP BY gate_id) last"
         " ON g.gate_id = last.gate_id AND g.attempt = last.a ORDER BY g.decided_at"
     ).fetchall()
-    return tuple(
-        GateView(gate_id=r["gate_id"], phase=r["phase"], attempt=r["attempt"], stage=r["stage"], kind=r["kind"],
-                 status="waived" if r["gate_id"] in waivers else r["status"], summary=r["summary"],
-                 evidence=json.loads(r["evidence"]), metrics=json.loads(r["metrics"]),
-                 waived=waivers.get(r["gate_id"]))
-        for r in rows
-    )
+    views = []
+    for r in rows:
+        waived = r["gate_id"] in waivers
+        status, note = effective_gate_status(r["status"], "waived" if waived else None, waivers.get(r["gate_id"]))
+        views.append(GateView(gate_id=r["gate_id"], phase=r["phase"], attempt=r["attempt"], stage=r["stage"],
+                              kind=r["kind"], status=str(status), summary=r["summary"],
+                              evidence=json.loads(r["evidence"]), metrics=json.loads(r["metrics"]), waived=note))
+    return tuple(views)
 
 
 def _budget(conn: sqlite3.Connection, inputs: dict[str, Any], gpu_name: str | None) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from phasegate.floor.states import (
     check_phase_transition,
     check_session_transition,
 )
+from phasegate.journal import budget
+from phasegate.journal.events import EventKind
 from phasegate.journal.records import (
     AttemptRecord,
     CommandRecord,
@@ -132,7 +134,7 @@ class Journal:
                 "INSERT INTO phases (id, position, kind, state) VALUES (?, ?, ?, ?)",
                 [(pid, i, kind, PhaseState.PENDING) for i, (pid, kind) in enumerate(phases)],
             )
-            journal._event("run_created", None, {"run_id": run_id, "name": name})
+            journal._event(EventKind.RUN_CREATED, None, {"run_id": run_id, "name": name})
         return journal
 
     @classmethod
@@ -177,14 +179,14 @@ class Journal:
             raise
         self._conn.execute("COMMIT")
 
-    def _event(self, kind: str, phase: str | None, data: dict[str, Any]) -> int:
+    def _event(self, kind: EventKind, phase: str | None, data: dict[str, Any]) -> int:
         cursor = self._conn.execute(
             "INSERT INTO events (ts, type, phase, data) VALUES (?, ?, ?, ?)",
-            (self.clock(), kind, phase, json.dumps(data, sort_keys=True)),
+            (self.clock(), str(kind), phase, json.dumps(data, sort_keys=True)),
         )
         return int(cursor.lastrowid)
 
-    def append_event(self, kind: str, phase: str | None, data: dict[str, Any]) -> None:
+    def append_event(self, kind: EventKind, phase: str | None, data: dict[str, Any]) -> None:
         """Record an event that changes no state (a log line from a phase, a heartbeat)."""
         with self.transaction():
             self._event(kind, phase, data)
@@ -203,7 +205,7 @@ class Journal:
         with self.transaction():
             check_session_transition(self.session_state(), target)
             self._conn.execute("UPDATE run SET state=?, reason=?, updated_at=?", (target, reason, self.clock()))
-            self._event("session_state", None, {"state": str(target), "reason": reason})
+            self._event(EventKind.SESSION_STATE, None, {"state": str(target), "reason": reason})
 
     # -- phases ------------------------------------------------------------------------------
     def phase(self, phase: str) -> PhaseRecord:
@@ -242,7 +244,7 @@ class Journal:
             )
             self._conn.execute("DELETE FROM metrics WHERE phase=?", (phase,))
             self._conn.execute("DELETE FROM artifacts WHERE phase=?", (phase,))
-            self._event("phase_started", phase, {"attempt": attempt})
+            self._event(EventKind.PHASE_STARTED, phase, {"attempt": attempt})
         return attempt
 
     def attempt_spawned(self, phase: str, attempt: int, pid: int, pid_start: str) -> None:
@@ -265,7 +267,7 @@ class Journal:
                 "INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?)",
                 [(phase, path, digest, size, now) for path, digest, size in artifacts],
             )
-            self._event("phase_exited", phase, {"attempt": attempt, "exit_code": exit_code, "artifacts": len(artifacts)})
+            self._event(EventKind.PHASE_EXITED, phase, {"attempt": attempt, "exit_code": exit_code, "artifacts": len(artifacts)})
 
     def finish_attempt(self, phase: str, attempt: int, *, passed: bool, exit_code: int | None = None,
                        reason: str | None = None) -> None:
@@ -284,8 +286,8 @@ class Journal:
                 "UPDATE phases SET ended_at=?, error=?, failures=failures+? WHERE id=?",
                 (now, reason, 0 if passed else 1, phase),
             )
-            self._event("phase_finished", phase, {"attempt": attempt, "state": str(target),
-                                                  "exit_code": exit_code, "reason": reason})
+            self._event(EventKind.PHASE_FINISHED, phase, {"attempt": attempt, "state": str(target),
+                                                          "exit_code": exit_code, "reason": reason})
 
     def exited_attempt(self, phase: str) -> int | None:
         """An attempt whose child finished but whose gates have not let the phase pass yet."""
@@ -307,8 +309,8 @@ class Journal:
     def recent_events(self, phase: str | None, limit: int) -> list[EventRecord]:
         """The last `limit` events of one phase and of the session (progress left out), oldest first."""
         rows = self._conn.execute(
-            "SELECT * FROM events WHERE (phase IS NULL OR phase = ?) AND type != 'progress'"
-            " ORDER BY seq DESC LIMIT ?", (phase, limit)).fetchall()
+            "SELECT * FROM events WHERE (phase IS NULL OR phase = ?) AND type != ?"
+            " ORDER BY seq DESC LIMIT ?", (phase, str(EventKind.PROGRESS), limit)).fetchall()
         return [EventRecord.from_row(r) for r in reversed(rows)]
 
     def discard_attempt(self, phase: str, attempt: int, reason: str) -> None:
@@ -319,7 +321,7 @@ class Journal:
                 "UPDATE attempts SET state=?, ended_at=?, reason=? WHERE phase=? AND attempt=?",
                 (AttemptState.DISCARDED, self.clock(), reason, phase, attempt),
             )
-            self._event("attempt_discarded", phase, {"attempt": attempt, "reason": reason})
+            self._event(EventKind.ATTEMPT_DISCARDED, phase, {"attempt": attempt, "reason": reason})
 
     def open_attempts(self) -> list[AttemptRecord]:
         """Attempts with an intent and no recorded exit: what a crash left behind."""
@@ -333,7 +335,7 @@ class Journal:
                 "UPDATE phases SET progress_done=?, progress_total=?, progress_step=?, last_activity=? WHERE id=?",
                 (done, total, step, self.clock(), phase),
             )
-            self._event("progress", phase, {"done": done, "total": total, "step": step})
+            self._event(EventKind.PROGRESS, phase, {"done": done, "total": total, "step": step})
 
     def touch(self, phase: str) -> None:
         """Note that a phase showed a sign of life (a heartbeat or a log line)."""
@@ -343,7 +345,7 @@ class Journal:
     def record_metric(self, phase: str, name: str, value: float) -> None:
         with self.transaction():
             self._conn.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)", (phase, name, value, self.clock()))
-            self._event("metric", phase, {"name": name, "value": value})
+            self._event(EventKind.METRIC, phase, {"name": name, "value": value})
 
     # -- gates -------------------------------------------------------------------------------
     def record_gate(self, *, gate_id: str, phase: str, attempt: int, stage: str, kind: str, status: str,
@@ -355,7 +357,7 @@ class Journal:
                 (gate_id, phase, attempt, stage, kind, status, summary,
                  json.dumps(evidence, sort_keys=True, default=str), json.dumps(metrics, sort_keys=True), self.clock()),
             )
-            self._event("gate_decided", phase, {"gate_id": gate_id, "status": status, "summary": summary})
+            self._event(EventKind.GATE_DECIDED, phase, {"gate_id": gate_id, "status": status, "summary": summary})
 
     def gate_decision(self, gate_id: str, attempt: int) -> GateRecord | None:
         """What a gate decided for one attempt, if it was decided."""
@@ -375,7 +377,7 @@ class Journal:
                 "INSERT INTO operator_actions (gate_id, action, note, ts) VALUES (?, ?, ?, ?)",
                 (gate_id, action, note, self.clock()),
             )
-            self._event(f"gate_{action}", None, {"gate_id": gate_id, "note": note})
+            self._event(EventKind(f"gate_{action}"), None, {"gate_id": gate_id, "note": note})
 
     def operator_action(self, gate_id: str) -> OperatorAction | None:
         """The operator's latest word on a gate (approved or waived), if any."""
@@ -404,7 +406,7 @@ class Journal:
 
     def spent_usd(self) -> float:
         """Everything the ledger holds, in US dollars."""
-        return float(self._conn.execute("SELECT COALESCE(SUM(amount_usd), 0) FROM ledger").fetchone()[0])
+        return budget.spent_usd(self._conn)
 
     def set_param_overrides(self, phase: str, changes: dict[str, Any], gate_id: str) -> None:
         """Keep a reviewer's accepted parameter changes for the next attempts of a phase."""
@@ -413,7 +415,7 @@ class Journal:
                 "INSERT OR REPLACE INTO param_overrides VALUES (?, ?, ?, ?, ?)",
                 [(phase, key, json.dumps(value), gate_id, self.clock()) for key, value in changes.items()],
             )
-            self._event("params_changed", phase, {"gate_id": gate_id, "changes": changes})
+            self._event(EventKind.PARAMS_CHANGED, phase, {"gate_id": gate_id, "changes": changes})
 
     def param_overrides(self, phase: str) -> dict[str, Any]:
         rows = self._conn.execute("SELECT key, value FROM param_overrides WHERE phase=?", (phase,)).fetchall()

@@ -7,9 +7,8 @@ import json
 import sys
 import traceback
 
+from phasegate.floor.errors import ExitCode
 from phasegate.pipeline.errors import ContaminationError, PipelineError
-
-EXIT_INTERNAL_ERROR = 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,9 +17,9 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="python -m phasegate.pipeline",
-        description="Run one built-in phase. Exit codes: 0 done, 1 internal error, "
-        "2 invalid input (context, params, model path, data), 3 stopped (contamination, "
-        "LoRA parameters without gradients).",
+        description=f"Run one built-in phase. Exit codes: {ExitCode.COMPLETED:d} done, "
+        f"{ExitCode.INTERNAL_ERROR:d} internal error, {ExitCode.INVALID_INPUT:d} invalid input (context, params, "
+        f"model path, data), {ExitCode.STOPPED:d} stopped (contamination, LoRA parameters without gradients).",
     )
     parser.add_argument("kind", choices=sorted(PHASES), help="the built-in phase to run")
     parser.add_argument("--context", required=True, help="JSON file written by the controller")
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         code = error.exit_code
     except Exception:  # an unexpected failure: keep the traceback for the phase log
         traceback.print_exc()
-        code = EXIT_INTERNAL_ERROR
+        code = ExitCode.INTERNAL_ERROR
     print(json.dumps({"phase": args.kind, "exit_code": code}))
     return code
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-# Exit codes match the controller's (phasegate.floor.errors.ExitCode) without importing it:
-# pipeline/ may only use the small phase-context API of session/.
-EXIT_INVALID_INPUT = 2
-EXIT_STOPPED = 3
+from phasegate.floor.errors import ExitCode
+
+# The controller's own codes (the phases of pipeline/ import these names).
+EXIT_INVALID_INPUT = ExitCode.INVALID_INPUT
+EXIT_STOPPED = ExitCode.STOPPED
 
 
 class PipelineError(Exception):

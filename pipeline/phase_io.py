@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+import shutil
+import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -10,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from phasegate.pipeline.context import PhaseContext
 from phasegate.pipeline.errors import PhaseInputError
-from phasegate.pipeline.files import atomic_write_json, sha256_file
+from phasegate.pipeline.files import atomic_write_json, atomic_write_text, sha256_file
 
 ParamsT = TypeVar("ParamsT", bound=BaseModel)
 
@@ -85,3 +87,22 @@ def model_files_sha(ctx: PhaseContext) -> str | None:
 
     folder = resolve_model_dir(ctx.require_model().path, base=ctx.model_base)
     return hash_files([p for p in folder.iterdir() if p.is_file()], folder)["sha256"]
+
+
+def prepare_work_dir(batch_dir: Path, fingerprint: str) -> None:
+    """Keep a work folder (batches, shards, checkpoints) only if made with the same inputs; set a stale one aside."""
+    marker = batch_dir / "fingerprint.txt"
+    if batch_dir.exists():
+        old = marker.read_text().strip() if marker.exists() else "unknown"
+        if old == fingerprint:
+            return
+        aside = batch_dir.with_name(f"{batch_dir.name}.stale-{old[:12]}")
+        shutil.rmtree(aside, ignore_errors=True)
+        batch_dir.rename(aside)
+        print(
+            f"parameters or model changed since the batches in {batch_dir} were written; "
+            f"moved them to {aside} and starting over",
+            file=sys.stderr,
+        )
+    batch_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, fingerprint + "\n")

@@ -1,5 +1,7 @@
 """Reviewer CLIs at gate boundaries: presets, strict decisions, cost, redaction, isolation."""
 
+# Route lives on the floor (the controller routes too); re-exported for `from phasegate.reviews import Route`.
+from phasegate.floor.states import Route
 from phasegate.reviews.config import (
     DEFAULT_KEY_ENV,
     ReviewerSpec,
@@ -9,7 +11,6 @@ from phasegate.reviews.config import (
 from phasegate.reviews.decision import (
     ChangeFilter,
     Decision,
-    Route,
     Verdict,
     filter_changes,
     parse_decision,

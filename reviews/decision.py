@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from phasegate.floor.states import Route
+
 
 class Decision(enum.StrEnum):
     """What a reviewer advises; it can only route a phase, never pass a failed hard gate."""
@@ -21,15 +23,7 @@ class Decision(enum.StrEnum):
     STOP = "STOP"
 
 
-class Route(enum.StrEnum):
-    """What the controller does with a decision."""
-
-    ADVANCE = "advance"
-    RETRY = "retry"
-    PAUSE = "pause"
-    STOP = "stop"
-
-
+# What the controller does with a decision.
 ROUTES: Mapping[Decision, Route] = MappingProxyType(
     {
         Decision.SCALE: Route.ADVANCE,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 import shutil
@@ -13,9 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from phasegate.floor.errors import ExitCode, RunDirError
-from phasegate.floor.events import EARLY_STOP_EXIT
+from phasegate.floor.events import (
+    EARLY_STOP_EXIT,
+    ArtifactEvent,
+    ChildEvent,
+    HeartbeatEvent,
+    InvalidEvent,
+    LogEvent,
+    MetricEvent,
+    ProgressEvent,
+    StopEvent,
+)
 from phasegate.floor.faults import child_faults, crash_point
-from phasegate.floor.states import PhaseState, SessionState
+from phasegate.floor.states import PhaseState, Route, SessionState
+from phasegate.journal.events import EventKind
 from phasegate.journal.store import STORAGE_ERRORS, is_disk_full
 from phasegate.reviews.redact import Redactor
 from phasegate.session.budget import BudgetMeter
@@ -29,21 +39,20 @@ from phasegate.session.gating import (
 from phasegate.session.gpu import GpuReader, default_reader
 from phasegate.session.phase_inputs import PhaseInputs, hourly_rate, input_hash
 from phasegate.session.reporting import Reporter
-from phasegate.session.runner import ChildExit, end_process_group, process_is, spawn
+from phasegate.session.runner import (
+    ChildExit,
+    Interruption,
+    Trigger,
+    end_process_group,
+    process_is,
+    spawn,
+)
 from phasegate.session.runs import OpenRun
 from phasegate.session.spec import PhaseSpec
 from phasegate.session.watchdog import Watchdog
 
 Listener = Callable[[dict[str, Any]], None]
 PROGRESS_INTERVAL_S = 0.25
-
-
-class Route(enum.Enum):
-    """Where the controller goes after a phase."""
-
-    ADVANCE = "advance"
-    STOP = "stop"
-    PAUSE = "pause"
 
 
 @dataclass(frozen=True)
@@ -111,7 +120,7 @@ class Controller:
         self.journal.set_session_state(SessionState.RUNNING)
         self._publish()
         for phase in self.run.loaded.spec.phases:
-            if self.journal.phase_state(phase.id) in (PhaseState.PASSED, PhaseState.SKIPPED):
+            if self.journal.phase_state(phase.id) == PhaseState.PASSED:
                 continue
             outcome = self._run_phase(phase)
             if outcome.route is Route.STOP:
@@ -135,7 +144,7 @@ class Controller:
                 pre = self._gates(phase, "pre", self.journal.phase(phase.id).attempts + 1)
                 if pre.failed:
                     gate_id, summary = pre.failed[0]
-                    trigger = "policy_recheck_failed" if "@" in gate_id else "gate_failed"
+                    trigger = "policy_recheck_failed" if pre.recheck_failed else "gate_failed"
                     return PhaseOutcome(Route.STOP, f"pre-gate {gate_id} failed: {summary}", trigger,
                                         evidence={"gate": gate_id, "summary": summary})
                 if pre.pending:
@@ -157,7 +166,7 @@ class Controller:
                     return PhaseOutcome(Route.STOP, f"phase {phase.id} failed ({reason}) after {failures} attempt(s)",
                                         "phase_failed", attempt, {"exit_code": exit.exit_code, "signal": exit.signal})
             post = self._gates(phase, "post", attempt)
-            if post.failed and post.route == "stop":
+            if post.failed and post.route is Route.STOP:
                 gate_id, summary = post.failed[0]
                 self.journal.finish_attempt(phase.id, attempt, passed=False, reason=f"gate {gate_id}: stop")
                 return PhaseOutcome(Route.STOP, f"{gate_id}: {summary}", "reviewer_stop", attempt,
@@ -221,13 +230,13 @@ class Controller:
 
     def _early_stop(self, phase: PhaseSpec, attempt: int) -> PhaseOutcome:
         """The phase asked to stop the session (contamination, say): no retry, its evidence in the incident."""
-        request = self._stop_event or {}
-        trigger = str(request.get("trigger") or "early_stop")
-        summary = str(request.get("summary") or f"phase {phase.id} exited with {EARLY_STOP_EXIT} (early stop)")
+        request = self._stop_event or StopEvent()  # an exit code without a stop event: still a stop
+        trigger = request.trigger or "early_stop"
+        summary = request.summary or f"phase {phase.id} exited with {int(EARLY_STOP_EXIT)} (early stop)"
         self.journal.finish_attempt(phase.id, attempt, passed=False, exit_code=EARLY_STOP_EXIT,
                                     reason=f"early stop ({trigger}): {summary}")
         return PhaseOutcome(Route.STOP, f"early stop ({trigger}) in {phase.id}: {summary}", trigger, attempt,
-                            dict(request.get("evidence") or {}))
+                            dict(request.evidence))
 
     def _out_of_memory(self, phase: PhaseSpec, attempt: int, exit: ChildExit) -> PhaseOutcome:
         """A CUDA OOM in the phase's output: stop early (a retry would hit the same wall)."""
@@ -237,46 +246,45 @@ class Controller:
                                                                   "exit_code": exit.exit_code})
 
     def _interrupted(self, phase: PhaseSpec, attempt: int, exit: ChildExit) -> PhaseOutcome:
-        reason = exit.interrupted or "interrupted"
-        self.journal.finish_attempt(phase.id, attempt, passed=False, exit_code=exit.exit_code, reason=reason)
-        trigger = "operator_stop" if reason.startswith("operator stop") else reason.split(":")[0]
-        if trigger == "timeout":
+        """Phasegate ended the child (timeout, operator stop, watchdog): stop with its trigger."""
+        stop = exit.interruption
+        self.journal.finish_attempt(phase.id, attempt, passed=False, exit_code=exit.exit_code, reason=stop.reason)
+        reason = stop.reason
+        if stop.trigger is Trigger.TIMEOUT:
             reason = f"phase {phase.id} timed out after {phase.timeout_s} s"
-        return PhaseOutcome(Route.STOP, reason, trigger, attempt, dict(self.watchdog.evidence))
+        return PhaseOutcome(Route.STOP, reason, str(stop.trigger), attempt, dict(self.watchdog.evidence))
 
     # -- child events and ticks ----------------------------------------------------------------
-    def _on_event(self, phase_id: str, event: dict[str, Any]) -> None:
-        kind = event["type"]
+    def _on_event(self, phase_id: str, event: ChildEvent) -> None:
         self.watchdog.activity()
-        if kind == "progress":
-            now = time.monotonic()
-            done, total = int(event.get("done", 0)), int(event.get("total", 0))
-            if now - self._last_progress.get(phase_id, 0.0) >= PROGRESS_INTERVAL_S or done >= total:
-                self._last_progress[phase_id] = now
-                self.journal.record_progress(phase_id, done, total, event.get("step"))
-        elif kind == "metric" and isinstance(event.get("value"), int | float):
-            self.journal.record_metric(phase_id, str(event.get("name")), float(event["value"]))
-            self.watchdog.metric(str(event.get("name")), float(event["value"]))
-        elif kind == "artifact" and isinstance(event.get("path"), str):
-            self._artifact_paths.append(Path(event["path"]))
-        elif kind == "stop":
-            self._stop_event = event
-            self.journal.append_event("early_stop_requested", phase_id, {"trigger": event.get("trigger"),
-                                                                         "summary": event.get("summary")})
-        elif kind == "heartbeat":
-            self.journal.touch(phase_id)
-        elif kind == "log":
-            message = self.redactor.redact(str(event.get("message", ""))[:2000])
-            self.journal.append_event("log", phase_id, {"message": message})
-        else:
-            self.journal.append_event("invalid_event", phase_id, {"event": event})
+        match event:
+            case ProgressEvent(done=done, total=total, step=step):
+                now = time.monotonic()  # throttled: a chatty phase must not flood the journal
+                if now - self._last_progress.get(phase_id, 0.0) >= PROGRESS_INTERVAL_S or done >= total:
+                    self._last_progress[phase_id] = now
+                    self.journal.record_progress(phase_id, done, total, step)
+            case MetricEvent(name=name, value=value):
+                self.journal.record_metric(phase_id, name, value)
+                self.watchdog.metric(name, value)
+            case ArtifactEvent(path=path):
+                self._artifact_paths.append(Path(path))
+            case StopEvent(trigger=trigger, summary=summary):
+                self._stop_event = event
+                self.journal.append_event(EventKind.EARLY_STOP_REQUESTED, phase_id,
+                                          {"trigger": trigger, "summary": summary})
+            case HeartbeatEvent():
+                self.journal.touch(phase_id)
+            case LogEvent(message=message):
+                self.journal.append_event(EventKind.LOG, phase_id, {"message": self.redactor.redact(message[:2000])})
+            case InvalidEvent():
+                self.journal.append_event(EventKind.INVALID_EVENT, phase_id, {"event": event.journaled})
         self._publish()
 
-    def _on_tick(self, last_output: float) -> str | None:
+    def _on_tick(self, last_output: float) -> Interruption | None:
         self._publish()
         stop = self._stop_requested()
         if stop is not None:
-            return f"operator stop: {stop}"
+            return Interruption(Trigger.OPERATOR_STOP, f"operator stop: {stop}")
         return self.watchdog.check(last_output)
 
     # -- commands, stop, pause -------------------------------------------------------------------
@@ -349,7 +357,7 @@ class Controller:
         return evaluate_stage(
             self.journal, gates, attempt,
             lambda gate, n: gate_context(gate, n, session_dir=self.run.session_dir, run_dir=root,
-                                         history=self.inputs.history(phase, n) if gate.spec.kind == "review" else {},
+                                         history=self.inputs.history(phase, n) if gate.gate.needs_history else {},
                                          **services),
             on_decided=self._publish,
         )
@@ -364,7 +372,7 @@ class Controller:
             return
         for record in self.journal.events_since(self._published):
             self._published = record.seq
-            event = {"seq": record.seq, "ts": record.ts, "type": record.type, "phase": record.phase, **record.data}
+            event = record.published()
             for listener in self.listeners:
                 listener(event)
 

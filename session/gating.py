@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phasegate.gates import GATE_KINDS
-from phasegate.gates.base import GateContext, GateResult, GateStatus
+from phasegate.floor.rundir import RunDir
+from phasegate.floor.states import Route, effective_gate_status
+from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus
 from phasegate.journal.records import GateRecord
 from phasegate.journal.store import Journal
 from phasegate.session.spec import GateSpec, PhaseSpec
@@ -24,6 +25,12 @@ class DeclaredGate:
     phase_id: str
     stage: str
     spec: GateSpec
+    rechecks: str | None = None  # for a re-check: the id of the earlier gate it runs again
+
+    @property
+    def gate(self) -> Gate:
+        """The gate with its parsed options: it says what it needs (history, re-checks, ...) and evaluates."""
+        return self.spec.gate
 
 
 @dataclass
@@ -34,19 +41,25 @@ class StageOutcome:
     pending: list[tuple[str, str]] = field(default_factory=list)
     # Pending because the gate itself broke (a reviewer that hung or printed garbage), decided just now.
     errors: list[tuple[str, str]] = field(default_factory=list)
-    route: str | None = None  # of the failed gate: "retry" or "stop" when a reviewer decided
+    route: Route | None = None  # of the failed gate: RETRY or STOP when a reviewer decided
     changes: dict = field(default_factory=dict)
+    failed_gate: DeclaredGate | None = None  # the gate that failed, when one did
 
     @property
     def passed(self) -> bool:
         return not self.failed and not self.pending
+
+    @property
+    def recheck_failed(self) -> bool:
+        """Whether the failure is a re-check of an earlier phase's gate (the code changed mid-session)."""
+        return self.failed_gate is not None and self.failed_gate.rechecks is not None
 
 
 def declared_gates(phase: PhaseSpec, stage: str) -> list[DeclaredGate]:
     """The gates of one stage with ids: explicit, else `<phase>.<kind>` (numbered when repeated)."""
     specs = phase.pre_gates if stage == "pre" else phase.gates
     # Reviews come after the hard gates of the same stage: a reviewer never sees, or overrides, a failed one.
-    specs = sorted(specs, key=lambda spec: spec.kind == "review")
+    specs = sorted(specs, key=lambda spec: spec.gate.runs_after_hard_gates)
     seen: dict[str, int] = {}
     out = []
     for spec in specs:
@@ -60,9 +73,9 @@ def declared_gates(phase: PhaseSpec, stage: str) -> list[DeclaredGate]:
 def recheck_gates(phases: list[PhaseSpec], phase: PhaseSpec) -> list[DeclaredGate]:
     """Gates of earlier phases marked `recheck = "every_phase"`, re-run before `phase` as `<gate>@<phase>`."""
     earlier = phases[: phases.index(phase)]
-    return [DeclaredGate(f"{gate.gate_id}@{phase.id}", phase.id, "pre", gate.spec)
+    return [DeclaredGate(f"{gate.gate_id}@{phase.id}", phase.id, "pre", gate.spec, rechecks=gate.gate_id)
             for p in earlier for stage in ("pre", "post") for gate in declared_gates(p, stage)
-            if gate.spec.options.get("recheck") == "every_phase"]
+            if gate.gate.rechecks_every_phase]
 
 
 def all_gate_ids(phases: list[PhaseSpec]) -> list[str]:
@@ -74,7 +87,7 @@ def all_gate_ids(phases: list[PhaseSpec]) -> list[str]:
 def _evaluate(gate: DeclaredGate, context: GateContext) -> GateResult:
     """Run one gate kind; an exception inside a gate is a failed gate, never a crash of the session."""
     try:
-        return GATE_KINDS[gate.spec.kind]().evaluate(context)
+        return gate.gate.evaluate(context)
     except Exception as exc:  # noqa: BLE001 - a gate's bug must fail closed, with the error as evidence
         return GateResult(GateStatus.FAIL, f"gate raised {type(exc).__name__}: {exc}", {"error": repr(exc)})
 
@@ -83,8 +96,7 @@ def _reusable(row: GateRecord | None, gate: DeclaredGate) -> bool:
     """A decision kept from before a restart: passes always; failures only for costly kinds (reviews)."""
     if row is None:
         return False
-    costly = getattr(GATE_KINDS.get(gate.spec.kind), "costly", False)
-    return row.status in ("pass", "warn") or (costly and row.status in ("fail", "pending"))
+    return row.status in ("pass", "warn") or (gate.gate.costly and row.status in ("fail", "pending"))
 
 
 def _operator_override(journal: Journal, gate_id: str, status: GateStatus) -> tuple[GateStatus, str | None]:
@@ -92,11 +104,7 @@ def _operator_override(journal: Journal, gate_id: str, status: GateStatus) -> tu
     action = journal.operator_action(gate_id)
     if action is None:
         return status, None
-    if action.action == "waived" and status in (GateStatus.FAIL, GateStatus.PENDING):
-        return GateStatus.WAIVED, action.note
-    if action.action == "approved" and status == GateStatus.PENDING:
-        return GateStatus.PASS, action.note
-    return status, None
+    return effective_gate_status(status, action.action, action.note)
 
 
 ContextFactory = Callable[[DeclaredGate, int], GateContext]
@@ -149,7 +157,7 @@ def evaluate_stage(journal: Journal, gates: list[DeclaredGate], attempt: int, ma
     """Evaluate gates in order and journal each; after a failure only advice-only reviews still run."""
     outcome = StageOutcome()
     for gate in gates:
-        if outcome.failed and not gate.spec.options.get("advise_on_failure"):
+        if outcome.failed and not gate.gate.advises_on_failure:
             continue
         status, summary, evidence, fresh = _decide(journal, gate, attempt, make_context, on_decided)
         if outcome.failed:  # advice on a failure is recorded, never acted on
@@ -157,7 +165,9 @@ def evaluate_stage(journal: Journal, gates: list[DeclaredGate], attempt: int, ma
         status, _ = _operator_override(journal, gate.gate_id, status)
         if status == GateStatus.FAIL:
             outcome.failed.append((gate.gate_id, summary))
-            outcome.route, outcome.changes = evidence.get("route"), dict(evidence.get("changes") or {})
+            outcome.failed_gate = gate
+            route = evidence.get("route")  # a Route when decided now, its text when read back from the journal
+            outcome.route, outcome.changes = Route(route) if route else None, dict(evidence.get("changes") or {})
         elif status == GateStatus.PENDING:
             outcome.pending.append((gate.gate_id, summary))
             if fresh and evidence.get("error"):
@@ -169,4 +179,4 @@ def gate_context(gate: DeclaredGate, attempt: int, *, session_dir: Path, run_dir
     """The context a gate evaluates in (`services`: reviewers, tunable, history for review gates)."""
     return GateContext(gate_id=gate.gate_id, phase_id=gate.phase_id, options=gate.spec.options,
                        session_dir=session_dir, run_dir=run_dir,
-                       artifacts_dir=run_dir / "artifacts" / gate.phase_id, attempt=attempt, **services)
+                       artifacts_dir=RunDir(run_dir).artifacts(gate.phase_id), attempt=attempt, **services)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from phasegate.floor.rundir import Placeholders
 from phasegate.journal.budget import price_for
 from phasegate.session.builtins import builtin_argv
 from phasegate.session.gpu import GpuReader
@@ -55,15 +56,17 @@ class PhaseInputs:
         phases = self.spec.phases
         snapshot = self.reporter.snapshot()
         gates: dict[str, dict[str, str]] = {}
-        for gate in snapshot.gates:
+        for gate in snapshot.gates:  # effective statuses (a waived gate reads "waived"), as every reader sees them
             gates.setdefault(gate.phase, {})[gate.gate_id] = gate.status
         return {p.id: {"kind": p.kind, "state": self.run.journal.phase_state(p.id).value,
                        "artifacts_dir": str(self.run.run_dir.artifacts(p.id)), "gates": gates.get(p.id, {})}
                 for p in phases[: phases.index(phase)]}
 
     def placeholders(self, phase: PhaseSpec, artifacts: Path) -> dict[str, str]:
-        return {"run_dir": str(self.run.run_dir.root), "artifacts": str(artifacts), "phase": phase.id,
-                "session_dir": str(self.run.session_dir)}
+        """The text of every placeholder for this phase's argv."""
+        values = Placeholders(run_dir=self.run.run_dir.root, artifacts=artifacts, phase=phase.id,
+                              session_dir=self.run.session_dir)
+        return {name: str(value) for name, value in values._asdict().items()}
 
     def argv(self, phase: PhaseSpec, values: dict[str, str]) -> list[str]:
         if phase.kind == "command":

@@ -7,6 +7,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from phasegate.journal.events import EventKind, describe
+from phasegate.journal.records import EventRecord
+
 
 def json_lines_printer(stream: TextIO = sys.stdout):
     """One JSON object per journal event on stdout: the machine-readable stream agents consume."""
@@ -19,31 +22,21 @@ def json_lines_printer(stream: TextIO = sys.stdout):
     return emit
 
 
-# The same marks as the terminal UI's header: a stopped run must not look like a finished one.
-_SESSION_MARKS = {"running": "▶", "paused": "‖", "completed": "✓", "stopped": "■", "failed": "✗"}
-
-_HUMAN = {
-    "phase_started": lambda e: f"▶ {e['phase']}: attempt {e['attempt']} started",
-    "phase_finished": lambda e: (f"✓ {e['phase']}: passed" if e["state"] == "passed"
-                                 else f"✗ {e['phase']}: failed — {e.get('reason')}"),
-    "gate_decided": lambda e: f"  gate {e['gate_id']}: {e['status'].upper()} — {e['summary']}",
-    "session_state": lambda e: f"{_SESSION_MARKS.get(e['state'], '·')} session {e['state']}"
-                               + (f" — {e['reason']}" if e.get("reason") else ""),
-    "incident_written": lambda e: f"  incident report: {e['path']}",
-    "attempt_discarded": lambda e: f"↺ {e['phase']}: attempt {e['attempt']} discarded ({e['reason']})",
-    "log": lambda e: f"  {e['phase']}: {e['message']}",
-    "gate_approved": lambda e: f"  gate {e['gate_id']} approved",
-    "gate_waived": lambda e: f"  gate {e['gate_id']} WAIVED: {e['note']}",
-}
+# The kinds a terminal log shows (the UI's feed shows more); their text is the journal's own.
+HUMAN_KINDS = frozenset({
+    EventKind.PHASE_STARTED, EventKind.PHASE_FINISHED, EventKind.GATE_DECIDED, EventKind.SESSION_STATE,
+    EventKind.INCIDENT_WRITTEN, EventKind.ATTEMPT_DISCARDED, EventKind.LOG, EventKind.GATE_APPROVED,
+    EventKind.GATE_WAIVED,
+})
 
 
 def human_printer(stream: TextIO = sys.stderr):
     """Readable progress lines for a terminal without the full-screen UI."""
 
     def emit(event: dict[str, Any]) -> None:
-        render = _HUMAN.get(event["type"])
-        if render is not None:
-            stream.write(render(event) + "\n")
+        record = EventRecord.from_published(event)
+        if record.type in HUMAN_KINDS:
+            stream.write(describe(record) + "\n")
             stream.flush()
 
     return emit

@@ -11,6 +11,7 @@ import yaml
 from phasegate.floor.durable import sha256_file
 from phasegate.floor.errors import RunDirError
 from phasegate.floor.rundir import RunDir
+from phasegate.journal.events import EventKind
 from phasegate.session.runs import OpenRun, create_run
 from phasegate.session.spec import load_spec
 
@@ -86,5 +87,5 @@ def recover_into(plan: RecoveryPlan, target: Path) -> OpenRun:
                  for path, digest, _ in records]
         journal.mark_exited(phase, attempt, 0, sizes)
         journal.finish_attempt(phase, attempt, passed=True, reason=f"recovered from {plan.run_dir.root}")
-    journal.append_event("recovered", None, {"from": str(plan.run_dir.root), "phases": list(plan.recoverable)})
+    journal.append_event(EventKind.RECOVERED, None, {"from": str(plan.run_dir.root), "phases": list(plan.recoverable)})
     return run

@@ -15,6 +15,7 @@ from phasegate.floor.durable import atomic_write_text, fsync_dir, sha256_file
 from phasegate.floor.errors import DiskFull
 from phasegate.floor.rundir import utc_stamp
 from phasegate.floor.states import SessionState
+from phasegate.journal.events import EventKind
 from phasegate.journal.snapshot import RunSnapshot, iso, take_snapshot
 from phasegate.session.runs import OpenRun
 
@@ -57,7 +58,7 @@ class Reporter:
         path = folder / f"{number:02d}-{phase_id or self.run.journal.session_state()}.md"
         atomic_write_text(path, text)
         atomic_write_text(self.run.run_dir.checkpoint, text)
-        self.run.journal.append_event("checkpoint_written", phase_id, {"path": str(path)})
+        self.run.journal.append_event(EventKind.CHECKPOINT_WRITTEN, phase_id, {"path": str(path)})
         return path
 
     def timeline(self, phase_id: str | None, limit: int = 30) -> list[str]:
@@ -79,7 +80,7 @@ class Reporter:
         text = render_incident(self.snapshot(), trigger=trigger, phase=phase_id, attempt=attempt,
                                evidence=evidence, log_tail=log_tail, now=now, timeline=self.timeline(phase_id))
         atomic_write_text(path, text, mode=0o600)
-        self.run.journal.append_event("incident_written", phase_id, {"path": str(path), "trigger": trigger})
+        self.run.journal.append_event(EventKind.INCIDENT_WRITTEN, phase_id, {"path": str(path), "trigger": trigger})
         return path
 
     def disk_full(self, exc: BaseException) -> DiskFull:

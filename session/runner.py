@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-import json
+import enum
 import os
 import re
 import selectors
@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from phasegate.floor.events import EVENTS_FD_ENV
+from phasegate.floor.events import EVENTS_FD_ENV, ChildEvent, parse_line
 
 PR_SET_PDEATHSIG = 1
 # What a CUDA out-of-memory looks like in a phase's output (PyTorch, cuBLAS, the CUDA runtime).
@@ -77,21 +76,49 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None]:
     return hook
 
 
+class Trigger(enum.StrEnum):
+    """What made phasegate end a phase's process group (the incident report's trigger)."""
+
+    TIMEOUT = "timeout"
+    OPERATOR_STOP = "operator_stop"
+    OOM = "oom"
+    STALL = "stall"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    AB_DISCREPANCY = "ab_discrepancy"
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """Why phasegate ended a child: its trigger, and the reason text journals and reports show."""
+
+    trigger: Trigger
+    reason: str
+
+    def __str__(self) -> str:
+        """The reason text, as a journal or a report writes it."""
+        return self.reason
+
+
 @dataclass(frozen=True)
 class ChildExit:
     """How a child's run ended."""
 
     exit_code: int | None
     signal: int | None
-    interrupted: str | None  # why phasegate ended it (timeout, stop, stall, …), else None
+    interruption: Interruption | None  # why phasegate ended it (timeout, stop, stall, …), else None
+
+    @property
+    def interrupted(self) -> str | None:
+        """The reason text of the interruption, else None."""
+        return None if self.interruption is None else str(self.interruption)
 
     @property
     def succeeded(self) -> bool:
-        return self.exit_code == 0 and self.interrupted is None
+        return self.exit_code == 0 and self.interruption is None
 
 
-EventHandler = Callable[[dict[str, Any]], None]
-TickHandler = Callable[[], str | None]
+EventHandler = Callable[[ChildEvent], None]
+TickHandler = Callable[[], Interruption | None]
 
 
 class LogPump:
@@ -152,7 +179,7 @@ class Child:
         self.output = output
 
     def wait(self, on_event: EventHandler, on_tick: TickHandler, timeout_s: float | None) -> ChildExit:
-        """Pump events until the child exits, times out, or `on_tick` returns a reason to end it."""
+        """Pump events until the child exits, times out, or `on_tick` returns an interruption."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         selector = selectors.DefaultSelector()
         selector.register(self._events_fd, selectors.EVENT_READ, "events")
@@ -160,7 +187,7 @@ class Child:
         pidfd = _open_pidfd(self.pid)
         if pidfd is not None:
             selector.register(pidfd, selectors.EVENT_READ, "exit")
-        interrupted = None
+        interruption = None
         try:
             while self.popen.poll() is None:
                 for key, _ in selector.select(TICK_S if pidfd is not None else 0.05):
@@ -168,8 +195,8 @@ class Child:
                         selector.unregister(self._events_fd)
                     elif key.data == "output" and not self.output.pump():
                         selector.unregister(self.output.fd)
-                interrupted = on_tick() or _timed_out(deadline)
-                if interrupted:
+                interruption = on_tick() or _timed_out(deadline)
+                if interruption is not None:
                     end_process_group(self.pid, reap=self.popen.poll)
                     self.popen.wait()
                     break
@@ -185,7 +212,7 @@ class Child:
             os.close(self._events_fd)
         code = self.popen.returncode
         return ChildExit(exit_code=code if code >= 0 else None, signal=-code if code < 0 else None,
-                         interrupted=interrupted)
+                         interruption=interruption)
 
     def _read_events(self, on_event: EventHandler) -> bool:
         """Read what is available on the events pipe; False at end of file."""
@@ -221,19 +248,14 @@ def _readable(fd: int) -> bool:
 
 
 def _dispatch(line: bytes, on_event: EventHandler) -> None:
-    if not line.strip():
-        return
-    try:
-        event = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        event = None
-    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-        event = {"type": "invalid", "line": line[:500].decode("utf-8", errors="replace")}
-    on_event(event)
+    if line.strip():
+        on_event(parse_line(line))
 
 
-def _timed_out(deadline: float | None) -> str | None:
-    return "timeout" if deadline is not None and time.monotonic() >= deadline else None
+def _timed_out(deadline: float | None) -> Interruption | None:
+    if deadline is not None and time.monotonic() >= deadline:
+        return Interruption(Trigger.TIMEOUT, "timeout")
+    return None
 
 
 def _open_pidfd(pid: int) -> int | None:

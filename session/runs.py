@@ -54,7 +54,7 @@ class OpenRun:
     def remaining_hours(self) -> float | None:
         """Hours the phases not yet passed should take, from the estimates that are known."""
         estimates = [self.phase_estimate_min(p.id) for p in self.loaded.spec.phases
-                     if self.journal.phase_state(p.id).value not in ("passed", "skipped")]
+                     if self.journal.phase_state(p.id) != PhaseState.PASSED]
         known = [e for e in estimates if e is not None]
         return sum(known) / 60 if known else (0.0 if not estimates else None)
 

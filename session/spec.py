@@ -6,22 +6,29 @@ import hashlib
 import string
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from phasegate.floor.errors import SpecError
+from phasegate.floor.rundir import PLACEHOLDER_NAMES
 from phasegate.pipeline.model.spec import ModelSpec
 from phasegate.reviews.config import ReviewerSpec
 from phasegate.session.spec_errors import describe_validation_error
 
-PLACEHOLDERS = {
+if TYPE_CHECKING:
+    from phasegate.gates.base import Gate
+
+_PLACEHOLDER_HELP = {
     "run_dir": "the run folder",
     "artifacts": "this phase's artifact folder",
     "phase": "this phase's id",
     "session_dir": "the folder of the session file (also the child's working directory)",
 }
+PLACEHOLDERS = {name: _PLACEHOLDER_HELP[name] for name in PLACEHOLDER_NAMES}
+"""What each placeholder stands for (the names are the run folder's, floor/rundir.py)."""
 BUILTIN_PHASE_KINDS = ("versions", "load_check", "baseline_eval", "generate", "scale", "testset", "sft", "evaluate")
 PHASE_KINDS = ("command", *BUILTIN_PHASE_KINDS)
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -60,6 +67,14 @@ class GateSpec(BaseModel):
     def options(self) -> dict[str, Any]:
         """The kind-specific options (every key but `id` and `kind`)."""
         return dict(self.model_extra or {})
+
+    @cached_property
+    def gate(self) -> Gate:
+        """The declared gate, its options parsed once; one that does not parse fails (load_spec refuses it)."""
+        # Imported here, as load_spec always did: the registry loads every gate kind and the reviewers.
+        from phasegate.gates import declare_gate
+
+        return declare_gate(self.kind, self.options)
 
 
 class PhaseSpec(_Strict):
@@ -119,11 +134,11 @@ class SessionSpec(_Strict):
                              'add one, e.g. [model] path = "models/base"')
         for phase in self.phases:
             for gate in [*phase.pre_gates, *phase.gates]:
-                name = gate.options.get("reviewer")
-                if gate.kind == "review" and isinstance(name, str) and name not in self.reviewers:
-                    known = ", ".join(self.reviewers) or "none"
-                    raise ValueError(f"phase {phase.id!r}: review gate asks reviewer {name!r}, but there is no "
-                                     f"[reviewers.{name}] table (defined: {known})")
+                for name in gate.gate.reviewer_names:
+                    if name not in self.reviewers:
+                        known = ", ".join(self.reviewers) or "none"
+                        raise ValueError(f"phase {phase.id!r}: {gate.kind} gate asks reviewer {name!r}, but there is "
+                                         f"no [reviewers.{name}] table (defined: {known})")
         seen: set[str] = set()
         for phase in self.phases:
             if phase.id in seen:
@@ -192,17 +207,15 @@ def load_spec(path: Path, *, display_path: Path | None = None) -> LoadedSpec:
 
 
 def _check_gates(spec: SessionSpec, text: str, shown: str) -> None:
-    """Validate every gate's kind and options against the gate registry."""
-    from phasegate.gates import validate_gate_options
+    """Refuse a gate whose kind or options did not parse against the gate registry."""
+    from phasegate.gates import InvalidGate
     from phasegate.session.spec_errors import locate_line
 
     for p_index, phase in enumerate(spec.phases):
         for table in ("pre_gates", "gates"):
             for g_index, gate in enumerate(getattr(phase, table)):
-                try:
-                    validate_gate_options(gate.kind, gate.options)
-                except ValueError as exc:
+                if isinstance(gate.gate, InvalidGate):
                     loc = ("phases", p_index, table, g_index)
                     line = locate_line(text, loc)
                     where = f"{shown} line {line}" if line else shown
-                    raise SpecError(f"{where}: phases[{p_index}].{table}[{g_index}] ({gate.kind}): {exc}") from None
+                    raise SpecError(f"{where}: phases[{p_index}].{table}[{g_index}] ({gate.kind}): {gate.gate.error}")

@@ -1,7 +1,8 @@
 """The checks made while a phase runs: GPU telemetry, out-of-memory, stalls, budget and A/B discrepancy.
 
-Each check returns a stop reason `"<trigger>: <what happened>"` and leaves its evidence behind for
-the incident report; the controller ends the phase's process group when one fires.
+Each check returns an `Interruption` (its trigger, and a reason `"<trigger>: <what happened>"`) and
+leaves its evidence behind for the incident report; the controller ends the phase's process group
+when one fires.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from phasegate.journal.events import EventKind
 from phasegate.session.budget import BudgetMeter
 from phasegate.session.gpu import GpuReader, GpuSample, process_group_pids
+from phasegate.session.runner import Interruption, Trigger
 from phasegate.session.spec import PhaseSpec, SessionInfo
 
 SAMPLE_EVERY_S = 1.0
@@ -37,7 +40,7 @@ class Watchdog:
         self._full_samples = 0
         self._last_sample = 0.0
         self._last_activity = time.monotonic()
-        self._pending: str | None = None
+        self._pending: Interruption | None = None
 
     def start(self, phase: PhaseSpec, pgid: int) -> None:
         """Begin watching a phase's process group."""
@@ -52,10 +55,11 @@ class Watchdog:
         """A/B discrepancy above the session's limit stops the session (the reference's early-stop rule)."""
         if name == "ab_discrepancy" and value > self.info.ab_discrepancy_max:
             self.evidence = {"ab_discrepancy": value, "limit": self.info.ab_discrepancy_max}
-            self._pending = f"ab_discrepancy: {value:.3%} > {self.info.ab_discrepancy_max:.1%}"
+            self._pending = Interruption(Trigger.AB_DISCREPANCY,
+                                         f"ab_discrepancy: {value:.3%} > {self.info.ab_discrepancy_max:.1%}")
 
-    def check(self, last_output: float) -> str | None:
-        """Sample the GPU, bill time, and return a stop reason if anything is wrong."""
+    def check(self, last_output: float) -> Interruption | None:
+        """Sample the GPU, bill time, and return an interruption if anything is wrong."""
         self._last_activity = max(self._last_activity, last_output)
         self.meter.tick(self.phase)
         return self._pending or self._sample() or self._budget() or self._stall()
@@ -68,7 +72,7 @@ class Watchdog:
         return peak
 
     # -- the checks ----------------------------------------------------------------------------
-    def _sample(self) -> str | None:
+    def _sample(self) -> Interruption | None:
         now = time.monotonic()
         if now - self._last_sample < SAMPLE_EVERY_S:
             return None
@@ -80,7 +84,7 @@ class Watchdog:
             self.journal.record_gpu_samples(self.phase, samples)
         return self._oom(samples)
 
-    def _oom(self, samples: list[GpuSample]) -> str | None:
+    def _oom(self, samples: list[GpuSample]) -> Interruption | None:
         used = [s for s in samples if s.available and s.mem_used_mb is not None]
         for sample in used:
             self.peak_mb = max(self.peak_mb or 0.0, sample.proc_mem_mb or sample.mem_used_mb)
@@ -90,11 +94,11 @@ class Watchdog:
             gpu = full[0]
             self.evidence = {"gpu": gpu.gpu, "mem_used_mb": gpu.mem_used_mb, "mem_total_mb": gpu.mem_total_mb,
                              "samples_at_or_above": self._full_samples, "threshold": self.info.oom_memory_fraction}
-            return (f"oom: GPU {gpu.gpu} memory at {gpu.mem_fraction:.0%} for {self._full_samples} samples "
-                    f"(limit {self.info.oom_memory_fraction:.0%})")
+            return Interruption(Trigger.OOM, f"oom: GPU {gpu.gpu} memory at {gpu.mem_fraction:.0%} for "
+                                f"{self._full_samples} samples (limit {self.info.oom_memory_fraction:.0%})")
         return None
 
-    def _budget(self) -> str | None:
+    def _budget(self) -> Interruption | None:
         allocation = self.info.budget_usd
         if allocation is None:
             return None
@@ -102,18 +106,19 @@ class Watchdog:
         spent += self.meter.unbilled_usd()
         if not self._warned and spent >= self.info.budget_warn_at * allocation:
             self._warned = True
-            self.journal.append_event("budget_warning", self.phase, {"spent_usd": round(spent, 4),
-                                                                     "allocation_usd": allocation})
+            self.journal.append_event(EventKind.BUDGET_WARNING, self.phase,
+                                      {"spent_usd": round(spent, 4), "allocation_usd": allocation})
         if spent >= allocation:
             self.evidence = {"spent_usd": round(spent, 4), "allocation_usd": allocation}
-            return f"budget_exhausted: spent ${spent:.2f} of ${allocation:.2f}"
+            return Interruption(Trigger.BUDGET_EXHAUSTED, f"budget_exhausted: spent ${spent:.2f} of ${allocation:.2f}")
         return None
 
-    def _stall(self) -> str | None:
+    def _stall(self) -> Interruption | None:
         if self.stall_s is None:
             return None
         silent = time.monotonic() - self._last_activity
         if silent >= self.stall_s:
             self.evidence = {"silent_s": round(silent, 1), "stall_timeout_s": self.stall_s}
-            return f"stall: no event and no output for {silent:.0f} s (limit {self.stall_s:g} s)"
+            return Interruption(Trigger.STALL,
+                                f"stall: no event and no output for {silent:.0f} s (limit {self.stall_s:g} s)")
         return None

@@ -9,12 +9,6 @@ from pathlib import Path
 from phasegate.floor.errors import ExitCode, RunDirError
 from phasegate.floor.rundir import RunDir, controller_is_live
 
-# A phase id cannot start with "_", so this log never collides with a phase's own log.
-CONTROLLER_LOG = "logs/_controller.log"
-
-_EXIT_BY_STATE = {"completed": ExitCode.COMPLETED, "stopped": ExitCode.STOPPED, "paused": ExitCode.PAUSED,
-                  "failed": ExitCode.INTERNAL_ERROR}
-
 
 def controller_argv(run_dir: Path) -> list[str]:
     """The command line of a headless controller continuing `run_dir`."""
@@ -30,7 +24,7 @@ def spawn_controller(run_dir: Path, argv: list[str] | None = None) -> subprocess
     root = Path(run_dir).resolve()
     if controller_is_live(RunDir(root)):
         raise RunDirError(f"{root}: a controller is already running this run; attach with `phasegate watch {root}`")
-    log_path = root / CONTROLLER_LOG
+    log_path = RunDir(root).controller_log
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(argv or controller_argv(root), stdin=subprocess.DEVNULL, stdout=log,
@@ -41,4 +35,4 @@ def exit_code_for(state: str, controller_live: bool) -> int:
     """The CLI exit code after the TUI closes: the run's own code, or 0 when it goes on headless."""
     if controller_live:
         return int(ExitCode.COMPLETED)
-    return int(_EXIT_BY_STATE.get(state, ExitCode.COMPLETED))
+    return int(ExitCode.for_session_state(state))

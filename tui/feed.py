@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-# The progress bar shows progress and heartbeats say nothing a person reads, so neither is listed.
-SKIPPED = frozenset({"progress", "heartbeat"})
+from phasegate.journal.events import SESSION_MARKS, EventKind, describe
+from phasegate.journal.records import EventRecord
 
-_TEXT: dict[str, Callable[[str | None, dict[str, Any]], str]] = {
-    "run_created": lambda p, d: f"○ run {d.get('run_id')} created",
-    "session_state": lambda p, d: f"■ session {d.get('state')}" + (f" — {d['reason']}" if d.get("reason") else ""),
-    "phase_started": lambda p, d: f"▶ {p}: attempt {d.get('attempt')} started",
-    "phase_exited": lambda p, d: f"  {p}: exited {d.get('exit_code')}, {d.get('artifacts')} artifact(s)",
-    "phase_finished": lambda p, d: (f"✓ {p}: passed" if d.get("state") == "passed"
-                                    else f"✗ {p}: failed — {d.get('reason')}"),
-    "phase_blocked": lambda p, d: f"✗ {p}: blocked — {d.get('reason')}",
-    "attempt_discarded": lambda p, d: f"↺ {p}: attempt {d.get('attempt')} discarded ({d.get('reason')})",
-    "metric": lambda p, d: f"  {p}: {d.get('name')} = {d.get('value')}",
-    "log": lambda p, d: f"  {p}: {d.get('message')}",
-    "gate_decided": lambda p, d: f"  gate {d.get('gate_id')}: {str(d.get('status')).upper()} — {d.get('summary')}",
-    "gate_approved": lambda p, d: f"  gate {d.get('gate_id')} APPROVED" + (f": {d['note']}" if d.get("note") else ""),
-    "gate_waived": lambda p, d: f"  gate {d.get('gate_id')} WAIVED: {d.get('note')}",
-    "checkpoint_written": lambda p, d: f"  checkpoint {Path(str(d.get('path'))).name}",
-    "incident_written": lambda p, d: f"! incident report {Path(str(d.get('path'))).name} ({d.get('trigger')})",
-    "early_stop_requested": lambda p, d: f"! {p}: early stop requested ({d.get('trigger')}): {d.get('summary')}",
-}
+# The progress bar shows progress and heartbeats say nothing a person reads, so neither is listed.
+SKIPPED = frozenset({EventKind.PROGRESS, "heartbeat"})
+# The feed marks every session state alike (its snapshots pin "■"); the header marks each state.
+_FEED_MARKS = dict.fromkeys(SESSION_MARKS, "■")
 
 
 def hms(ts: float) -> str:
@@ -35,9 +21,19 @@ def hms(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S")
 
 
-def describe(kind: str, phase: str | None, data: dict[str, Any]) -> str | None:
-    """One readable line for a journal event, or None for events the panel leaves out."""
+def feed_text(kind: str, phase: str | None, data: Mapping[str, Any] | str) -> str | None:
+    """The panel's line for a journal event (`data` as a dict or as stored JSON text), or None to leave it out."""
     if kind in SKIPPED:
         return None
-    render = _TEXT.get(kind)
-    return render(phase, data) if render else f"  {kind}" + (f" ({phase})" if phase else "")
+    return describe(EventRecord(0, 0.0, kind, phase, _data(data)), marks=_FEED_MARKS)
+
+
+def _data(data: Mapping[str, Any] | str) -> dict[str, Any]:
+    """An event's data; JSON text that is no object reads as no data."""
+    if not isinstance(data, str):
+        return dict(data)
+    try:
+        loaded = json.loads(data)
+    except ValueError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from phasegate.journal.events import SESSION_MARKS
 from phasegate.journal.snapshot import GateView
 
-PHASE_MARKS = {"passed": "✓", "running": "▶", "pending": "·", "failed": "✗", "skipped": "–"}
-SESSION_MARKS = {"created": "○", "running": "▶", "paused": "‖", "completed": "✓", "stopped": "■",
-                 "failed": "✗"}
+PHASE_MARKS = {"passed": "✓", "running": "▶", "pending": "·", "failed": "✗"}
 DASH = "—"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from phasegate.floor.states import FINISHED_SESSION_STATES
 from phasegate.journal.snapshot import GateView, PhaseView, RunSnapshot, take_snapshot
 from phasegate.session.runs import OpenRun, open_run
-from phasegate.tui.feed import describe
+from phasegate.tui.feed import feed_text
 
 FEED_SIZE = 200
 # Elapsed time and budget move while nothing is written, so the view is re-read this often anyway.
@@ -51,7 +51,7 @@ class RunView:
         """The running phase, else the next one to run, else the last one."""
         phases = self.snapshot.phases
         running = next((p for p in phases if p.state == "running"), None)
-        upcoming = next((p for p in phases if p.state not in ("passed", "skipped")), None)
+        upcoming = next((p for p in phases if p.state != "passed"), None)
         return running or upcoming or (phases[-1] if phases else None)
 
     @property
@@ -130,7 +130,7 @@ class RunReader:
             self._seq = max(0, self.run.journal.last_event_seq() - FEED_SIZE)
         for record in self.run.journal.events_since(self._seq):
             self._seq = record.seq
-            text = describe(record.type, record.phase, record.data)
+            text = feed_text(record.type, record.phase, record.data)
             if text is not None:
                 self._push(record.ts, text)
 

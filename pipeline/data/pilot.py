@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from phasegate.pipeline.context import PhaseContext
-from phasegate.pipeline.files import atomic_write_jsonl, atomic_write_text, read_jsonl, sha256_text
+from phasegate.pipeline.files import atomic_write_jsonl, read_jsonl, sha256_text
 from phasegate.pipeline.generation.critic import DEFAULT_MIN_MARGIN, score_ab
 from phasegate.pipeline.generation.generate import (
     GenerationResult,
@@ -34,6 +32,7 @@ from phasegate.pipeline.generation.prompts import (
     response_prompt,
 )
 from phasegate.pipeline.model.loader import LoadedModel
+from phasegate.pipeline.phase_io import prepare_work_dir
 from phasegate.pipeline.tokenizer import CleanTokenizer
 
 STEPS = ("instructions", "instruction_critic", "responses", "pair_critic", "write")
@@ -242,25 +241,6 @@ def _fingerprint(params: GenerateParams, seed: int, loaded: LoadedModel) -> str:
     return sha256_text(json.dumps(key, sort_keys=True))
 
 
-def _prepare_batch_dir(batch_dir: Path, fingerprint: str) -> None:
-    """Keep batch files only if they were made with the same inputs; set stale ones aside."""
-    marker = batch_dir / "fingerprint.txt"
-    if batch_dir.exists():
-        old = marker.read_text().strip() if marker.exists() else "unknown"
-        if old == fingerprint:
-            return
-        aside = batch_dir.with_name(f"{batch_dir.name}.stale-{old[:12]}")
-        shutil.rmtree(aside, ignore_errors=True)
-        batch_dir.rename(aside)
-        print(
-            f"parameters or model changed since the batches in {batch_dir} were written; "
-            f"moved them to {aside} and starting over",
-            file=sys.stderr,
-        )
-    batch_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(marker, fingerprint + "\n")
-
-
 def _finished_batch(path: Path, size: int) -> list[dict[str, Any]] | None:
     """The rows of a batch file that holds exactly `size` rows, else None (the batch must run)."""
     try:
@@ -279,7 +259,7 @@ def run_batches(
 ) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
     """Run every batch whose file is missing; returns all rows and which batches ran or were reused."""
     batch_dir = ctx.artifacts_dir / "batches"
-    _prepare_batch_dir(batch_dir, _fingerprint(params, seed, loaded))
+    prepare_work_dir(batch_dir, _fingerprint(params, seed, loaded))
     n_batches = -(-params.count // params.batch_size)
     total = n_batches * len(STEPS)
 

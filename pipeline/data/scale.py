@@ -24,9 +24,6 @@ from phasegate.pipeline.context import PhaseContext, UpstreamPhase
 from phasegate.pipeline.data.dedup import normalize_text
 from phasegate.pipeline.data.executors import local_slots, run_local, run_ray
 from phasegate.pipeline.data.pilot import GenerateParams
-from phasegate.pipeline.data.pilot import (
-    _prepare_batch_dir as prepare_work_dir,  # same stale-inputs rule as the pilot
-)
 from phasegate.pipeline.data.qc import merge_thresholds, qc_metrics, write_qc_summary
 from phasegate.pipeline.data.shards import (
     ShardJob,
@@ -54,6 +51,7 @@ from phasegate.pipeline.phase_io import (
     file_entry,
     model_files_sha,
     parse_params,
+    prepare_work_dir,
     write_output,
 )
 

@@ -166,9 +166,7 @@ def sft(ctx: PhaseContext) -> int:
 
 def _prepared_run(ctx: PhaseContext, params: SftParams) -> int:
     """Check the data, set stale checkpoints aside, then hand over to the training loop."""
-    from phasegate.pipeline.data.pilot import (
-        _prepare_batch_dir as prepare_work_dir,  # the pilot's stale-inputs rule
-    )
+    from phasegate.pipeline.phase_io import prepare_work_dir
     from phasegate.pipeline.training.data import load_examples
     from phasegate.pipeline.training.loop import train
 

@@ -24,7 +24,6 @@ def test_illegal_session_transitions_raise(current, target):
 @pytest.mark.parametrize("current,target", [
     (PhaseState.PASSED, PhaseState.RUNNING),
     (PhaseState.PENDING, PhaseState.PASSED),
-    (PhaseState.SKIPPED, PhaseState.RUNNING),
 ])
 def test_illegal_phase_transitions_raise(current, target):
     with pytest.raises(IllegalTransition):

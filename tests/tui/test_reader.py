@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from phasegate.journal.snapshot import GateView
 from phasegate.journal.store import Journal
 from phasegate.tui.controller_process import exit_code_for
-from phasegate.tui.feed import describe
+from phasegate.tui.feed import feed_text as describe
 from phasegate.tui.format import clock_text, fit_left, gate_detail
 from phasegate.tui.reader import FEED_SIZE, RunReader
 from phasegate.tui.widgets.budget import budget_lines
