@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -11,6 +10,7 @@ from typing import Any
 
 from phasegate.floor.rundir import RunDir, controller_is_live
 from phasegate.floor.states import SessionState, effective_gate_status
+from phasegate.journal.records import GateRecord
 from phasegate.journal.store import Journal
 
 
@@ -161,12 +161,12 @@ def _gates(conn: sqlite3.Connection) -> tuple[GateView, ...]:
         " ON g.gate_id = last.gate_id AND g.attempt = last.a ORDER BY g.decided_at"
     ).fetchall()
     views = []
-    for r in rows:
-        waived = r["gate_id"] in waivers
-        status, note = effective_gate_status(r["status"], "waived" if waived else None, waivers.get(r["gate_id"]))
-        views.append(GateView(gate_id=r["gate_id"], phase=r["phase"], attempt=r["attempt"], stage=r["stage"],
-                              kind=r["kind"], status=str(status), summary=r["summary"],
-                              evidence=json.loads(r["evidence"]), metrics=json.loads(r["metrics"]), waived=note))
+    for record in map(GateRecord.from_row, rows):
+        action = "waived" if record.gate_id in waivers else None
+        status, note = effective_gate_status(record.status, action, waivers.get(record.gate_id))
+        views.append(GateView(gate_id=record.gate_id, phase=record.phase, attempt=record.attempt,
+                              stage=record.stage, kind=record.kind, status=str(status), summary=record.summary,
+                              evidence=record.evidence, metrics=record.metrics, waived=note))
     return tuple(views)
 
 
