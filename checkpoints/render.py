@@ -8,14 +8,25 @@ from typing import Any
 
 import yaml
 
+from phasegate.floor.redact import Redactor
+from phasegate.journal.sanitize import clean
 from phasegate.journal.snapshot import RunSnapshot, iso
 
 # libyaml's emitter where present: the front matter is rewritten at every phase boundary.
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+# Front matter is data, never cut: only its secrets are masked (before YAML quoting, which could hide them).
+_WHOLE = 10**9
 
 
-def _front_matter(data: dict[str, Any]) -> str:
-    return "---\n" + yaml.dump(data, Dumper=_DUMPER, sort_keys=False, allow_unicode=True) + "---\n"
+def _front_matter(data: dict[str, Any], redactor: Redactor) -> str:
+    masked = clean(data, redactor.redact, _WHOLE)
+    return "---\n" + yaml.dump(masked, Dumper=_DUMPER, sort_keys=False, allow_unicode=True) + "---\n"
+
+
+def _document(front: dict[str, Any], body: list[str], redactor: Redactor | None) -> str:
+    """Front matter and body, every secret masked (the renderer's own guard: it may quote any text)."""
+    redactor = redactor or Redactor()
+    return _front_matter(front, redactor) + "\n" + redactor.redact("\n".join(body))
 
 
 def _duration(seconds: float | None) -> str:
@@ -64,6 +75,18 @@ def _artifact_lines(snapshot: RunSnapshot) -> list[str]:
     return [f"- `{a.path}` ({a.size} bytes, sha256 `{a.sha256}`) — {a.phase}" for a in snapshot.artifacts]
 
 
+def _input_warning_lines(snapshot: RunSnapshot) -> list[str]:
+    """What phases sent that was refused: a count per phase (the journal holds the warnings themselves)."""
+    if not snapshot.input_warnings:
+        return []
+    lines = ["## Refused phase input", ""]
+    for phase, counts in snapshot.input_warnings.items():
+        dropped = f"; {counts['dropped']} more dropped, not journaled" if counts.get("dropped") else ""
+        lines.append(f"- `{phase}`: {counts.get('warnings', 0)} refused event(s) or artifact(s) journaled as "
+                     f"warnings{dropped}")
+    return [*lines, ""]
+
+
 def _next_lines(snapshot: RunSnapshot) -> list[str]:
     if snapshot.state == "completed":
         return ["The session is complete. Nothing to resume."]
@@ -105,7 +128,7 @@ def checkpoint_front_matter(snapshot: RunSnapshot) -> dict[str, Any]:
     }
 
 
-def render_checkpoint(snapshot: RunSnapshot) -> str:
+def render_checkpoint(snapshot: RunSnapshot, redactor: Redactor | None = None) -> str:
     """CHECKPOINT.md: front matter for machines, then a body a person or an agent can act on."""
     body = [
         f"# Checkpoint — {snapshot.name} ({snapshot.state})", "",
@@ -114,11 +137,12 @@ def render_checkpoint(snapshot: RunSnapshot) -> str:
         "## Phases", "", *_phase_table(snapshot), "",
         "## Gates", "", *_gate_lines(snapshot), "",
         "## Artifacts", "", *_artifact_lines(snapshot), "",
+        *_input_warning_lines(snapshot),
         "## Budget", "", _budget_line(snapshot.budget), "",
         "## GPU", "", *_gpu_lines(snapshot), "",
         "## What is next", "", *_next_lines(snapshot), "",
     ]
-    return _front_matter(checkpoint_front_matter(snapshot)) + "\n" + "\n".join(body)
+    return _document(checkpoint_front_matter(snapshot), body, redactor)
 
 
 def _budget_line(budget: dict[str, Any]) -> str:
@@ -164,8 +188,10 @@ def _operator_lines(snapshot: RunSnapshot) -> list[str]:
 
 def render_incident(snapshot: RunSnapshot, *, trigger: str, phase: str | None, attempt: int | None,
                     evidence: dict[str, Any], log_tail: list[str], now: float,
-                    timeline: list[str] | None = None) -> str:
+                    timeline: list[str] | None = None, redactor: Redactor | None = None) -> str:
     """INCIDENT-<stamp>.md: what stopped the run, the evidence, and the exact way back."""
+    redactor = redactor or Redactor()
+    evidence = clean(evidence, redactor.redact, _WHOLE)  # masked before `_short` cuts a value (and a secret) short
     front = {"run_id": snapshot.run_id, "trigger": trigger, "phase": phase, "attempt": attempt,
              "state": snapshot.state, "resume_command": snapshot.resume_command,
              "written_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")}
@@ -181,6 +207,7 @@ def render_incident(snapshot: RunSnapshot, *, trigger: str, phase: str | None, a
         "## GPU memory", "", *_gpu_lines(snapshot), "",
         "## Last lines of the phase log", "", "```", *(log_tail or ["(empty)"]), "```", "",
         "## Artifacts kept", "", *_artifact_lines(snapshot), "",
+        *_input_warning_lines(snapshot),
         "## Budget at the stop", "", _budget_line(snapshot.budget), "",
         "## Recovery", "",
         "1. Read the evidence and the log above; fix the cause (data, script, threshold, hardware).",
@@ -188,4 +215,4 @@ def render_incident(snapshot: RunSnapshot, *, trigger: str, phase: str | None, a
         *(_operator_lines(snapshot) if paused else []),
         f"{4 if paused else 3}. Continue; completed phases are not run again: `{snapshot.resume_command}`", "",
     ]
-    return _front_matter(front) + "\n" + "\n".join(body)
+    return _document(front, body, redactor)

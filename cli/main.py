@@ -130,15 +130,11 @@ def status(run_dir: RunDirArg, as_json: Annotated[bool, typer.Option("--json", h
 @app.command()
 def stop(run_dir: RunDirArg, reason: Annotated[str, typer.Option(help="Why; recorded in the incident report.")]) -> None:
     """Ask the controller of a run to stop cleanly (or stop a paused run)."""
-    from phasegate.floor.rundir import controller_is_live
-    from phasegate.session.commands import stop_idle_run, submit
+    from phasegate.session.commands import submit
     from phasegate.session.runs import open_run
 
-    opened = open_run(run_dir)
-    if controller_is_live(opened.run_dir):
-        result, _ = submit(opened, "stop", {"reason": reason})
-    else:
-        result = stop_idle_run(opened, reason)
+    # With no live controller, the stop takes the controller lock itself: a racing resume waits or refuses.
+    result, _ = submit(open_run(run_dir), "stop", {"reason": reason})
     typer.echo(result, err=True)
 
 
@@ -193,9 +189,13 @@ def recover(run_dir: RunDirArg, to: Annotated[Path | None, typer.Option(help="Cr
 @app.command()
 def check(session: SessionArg) -> None:
     """Validate a session file without running anything."""
+    from phasegate.session.preflight import check_gate_ids, session_warnings
     from phasegate.session.spec import load_spec
 
     loaded = load_spec(session)
+    check_gate_ids(loaded, session)
+    for warning in session_warnings(loaded):  # may still work: an earlier phase may install what is missing
+        typer.echo(f"phasegate: warning: {warning}", err=True)
     phases = ", ".join(f"{p.id} ({p.kind})" for p in loaded.spec.phases)
     typer.echo(f"{session}: valid — session {loaded.spec.session.name!r}, {len(loaded.spec.phases)} phases: {phases}")
 

@@ -9,6 +9,7 @@ with `parse_line`: both go through the event classes below, so the two sides can
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,6 +19,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
+    StrictInt,
     StrictStr,
     TypeAdapter,
     ValidationError,
@@ -28,18 +31,54 @@ from phasegate.floor.errors import ExitCode
 EVENTS_FD_ENV = "PHASEGATE_EVENTS_FD"
 # A phase that exits with this code asks the controller to stop the session (no retry).
 EARLY_STOP_EXIT = ExitCode.STOPPED
-# What an invalid event keeps of its line: enough to see what went wrong, never a flood.
-INVALID_LINE_CHARS = 500
+# A longer line is refused unread: parsing a flood of huge lines would stall the controller.
+MAX_LINE_BYTES = 64 * 1024
+# Names (a metric, a step, a trigger) are labels, never text: longer ones are refused.
+MAX_NAME_CHARS = 200
+MAX_PATH_CHARS = 4096
+# SQLite's INTEGER: the journal stores progress counts as one.
+MAX_COUNT = 2**63 - 1
+# Evidence is a table shown in an incident report, not a data dump.
+MAX_EVIDENCE_DEPTH = 8
 
 
-def _json_number(value: Any) -> Any:
-    """Any JSON number (a bool included, as Python counts it); strings and the rest are bad fields."""
+def _finite_number(value: Any) -> float:
+    """Any finite JSON number (a bool included, as Python counts it); NaN, infinities and the rest are bad fields."""
     if not isinstance(value, int | float):
         raise ValueError("a metric's value is a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError("a metric's value is a finite number") from None
+    if not math.isfinite(number):
+        raise ValueError("a metric's value is a finite number")
+    return number
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in a JSON value (counted without recursion)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+    return deepest
+
+
+def _shallow(value: Any) -> Any:
+    """Evidence nested at most MAX_EVIDENCE_DEPTH deep (its type is checked next)."""
+    if _depth(value) > MAX_EVIDENCE_DEPTH:
+        raise ValueError(f"evidence nests more than {MAX_EVIDENCE_DEPTH} levels deep")
     return value
 
 
-Number = Annotated[float, BeforeValidator(_json_number)]
+Number = Annotated[float, BeforeValidator(_finite_number)]
+Count = Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)]
+Name = Annotated[StrictStr, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+Evidence = Annotated[dict[str, JsonValue], BeforeValidator(_shallow)]
 
 
 class ChildEvent(BaseModel):
@@ -56,16 +95,16 @@ class ProgressEvent(ChildEvent):
     """`done` of `total` units of work, optionally within a named step."""
 
     type: Literal["progress"] = "progress"
-    done: int = 0
-    total: int = 0
-    step: StrictStr | None = None
+    done: Count = 0
+    total: Count = 0
+    step: Name | None = None
 
 
 class MetricEvent(ChildEvent):
     """One numeric metric of the phase."""
 
     type: Literal["metric"] = "metric"
-    name: StrictStr
+    name: Name
     value: Number
 
 
@@ -73,7 +112,7 @@ class ArtifactEvent(ChildEvent):
     """A finished output file (an absolute path); the controller records it with its sha256."""
 
     type: Literal["artifact"] = "artifact"
-    path: StrictStr
+    path: Annotated[StrictStr, Field(min_length=1, max_length=MAX_PATH_CHARS)]
 
 
 class HeartbeatEvent(ChildEvent):
@@ -86,9 +125,9 @@ class StopEvent(ChildEvent):
     """The phase asks for an early stop (it then exits with EARLY_STOP_EXIT)."""
 
     type: Literal["stop"] = "stop"
-    trigger: StrictStr | None = None
+    trigger: Name | None = None
     summary: StrictStr | None = None
-    evidence: dict[str, Any] = Field(default_factory=dict)
+    evidence: Evidence = Field(default_factory=dict)
 
 
 class LogEvent(ChildEvent):
@@ -101,36 +140,47 @@ class LogEvent(ChildEvent):
 class InvalidEvent(ChildEvent):
     """A line the controller cannot use: not JSON, no type, an unknown type or a bad field.
 
-    Never sent by a child: `parse_line` makes it, so a bad line is journaled, never raised.
+    Never sent by a child: `parse_line` makes it, so a bad line becomes a warning, never an error.
+    The line is kept whole (up to MAX_LINE_BYTES): the journal masks secrets before it cuts it short.
     """
 
     type: Literal["invalid"] = "invalid"
     line: str
-    received: dict[str, Any] | None = None  # the JSON object as sent, when it was one with a type
+    error: str = "not a JSON object with a type"
 
     @property
     def journaled(self) -> dict[str, Any]:
-        """What the journal keeps of it: the object as sent, else the line's text."""
-        return self.received if self.received is not None else {"type": self.type, "line": self.line}
+        """What the journal keeps of it: why it was refused, and its line."""
+        return {"error": self.error, "line": self.line}
 
 
 SentEvent = ProgressEvent | MetricEvent | ArtifactEvent | HeartbeatEvent | StopEvent | LogEvent
 _SENT: TypeAdapter[SentEvent] = TypeAdapter(Annotated[SentEvent, Field(discriminator="type")])
+KNOWN_TYPES = frozenset(kind.model_fields["type"].default for kind in SentEvent.__args__)
+
+
+def _problems(exc: ValidationError, limit: int = 3) -> str:
+    """The first few field errors, as `progress.done: Input should be a valid integer`."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)[:limit])
 
 
 def parse_line(line: bytes) -> SentEvent | InvalidEvent:
     """The event one line of the events pipe holds; anything unusable becomes an InvalidEvent."""
-    text = line[:INVALID_LINE_CHARS].decode("utf-8", errors="replace")
+    text = line[:MAX_LINE_BYTES].decode("utf-8", errors="replace")
+    if len(line) > MAX_LINE_BYTES:
+        return InvalidEvent(line=text, error=f"line longer than {MAX_LINE_BYTES} bytes")
     try:
         received = json.loads(line)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep to read
-        return InvalidEvent(line=text)
+        return InvalidEvent(line=text, error="not JSON")
     if not isinstance(received, dict) or not isinstance(received.get("type"), str):
         return InvalidEvent(line=text)
+    if received["type"] not in KNOWN_TYPES:  # the type itself stays in the line, where it is masked
+        return InvalidEvent(line=text, error="unknown event type")
     try:
         return _SENT.validate_python(received)
-    except ValidationError:
-        return InvalidEvent(line=text, received=received)
+    except ValidationError as exc:
+        return InvalidEvent(line=text, error=_problems(exc))
 
 
 def encode(event: ChildEvent) -> str:

@@ -86,9 +86,13 @@ class RunDir:
 
     def require_existing(self) -> None:
         """Raise RunDirError unless this looks like a phasegate run folder."""
-        if not self.root.is_dir():
+        try:
+            is_run = self.root.is_dir(), self.db.is_file()
+        except OSError as exc:  # a name too long, a loop of links: still the user's path, not a crash
+            raise RunDirError(f"{self.root}: cannot be used as a run folder ({exc.strerror})") from None
+        if not is_run[0]:
             raise RunDirError(f"{self.root}: no such run folder; `phasegate run SESSION` creates one")
-        if not self.db.exists():
+        if not is_run[1]:
             raise RunDirError(f"{self.root}: not a phasegate run folder (no state.db)")
 
 

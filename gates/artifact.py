@@ -126,6 +126,8 @@ def _row_error(raw: bytes, model: type[BaseModel]) -> str | None:
         return f"not UTF-8: {exc.reason}"
     except json.JSONDecodeError as exc:
         return f"not JSON: {exc.msg} at column {exc.colno}"
+    except RecursionError:
+        return "nested too deep to read"
     if not isinstance(row, dict):
         return f"not a JSON object ({type(row).__name__})"
     try:

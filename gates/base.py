@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from pydantic import BaseModel
 
 from phasegate.floor.rundir import Placeholders
 from phasegate.floor.states import GateStatus, Route
 from phasegate.gates.parsing import parse_options
+from phasegate.journal.records import ReviewRecord
 
-__all__ = ["GATE_KINDS", "Gate", "GateContext", "GateFactory", "GateResult", "GateStatus", "InvalidGate",
+__all__ = ["GATE_KINDS", "Gate", "GateContext", "GateFactory", "GateResult", "GateStatus", "InvalidGate", "ReviewLog",
            "invalid_options_result", "register"]
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
@@ -32,6 +33,22 @@ class GateResult:
     changes: Mapping[str, Any] = field(default_factory=dict)
 
 
+class ReviewLog(Protocol):
+    """The journal's record of one gate's reviewer call for one phase attempt: what makes a reviewer billed once."""
+
+    def recorded(self) -> ReviewRecord | None:
+        """The call already asked (answered, or cut short by a crash), if any."""
+
+    def asked(self) -> None:
+        """Commit that the reviewer is being asked, before its CLI starts."""
+
+    def answered(self, answer: Mapping[str, Any], audit: Mapping[str, str], cost_usd: float | None) -> None:
+        """Commit the answer the gate trusts, the sha256 of its audit files and its cost."""
+
+    def artifacts(self) -> Mapping[str, str]:
+        """The journaled sha256 of the phase's artifacts, by path (relative to the run folder, or absolute)."""
+
+
 @dataclass(frozen=True)
 class GateContext:
     """What a gate may look at: the run's folders and the phase it guards."""
@@ -47,6 +64,7 @@ class GateContext:
     tunable: tuple[str, ...] = ()  # parameters of the phase a reviewer's ITERATE may change
     history: Mapping[str, Any] = field(default_factory=dict)  # metrics, earlier attempts, checkpoint text
     budget: Mapping[str, Any] = field(default_factory=dict)  # money left, rate, projected hours, for `budget` gates
+    review_log: ReviewLog | None = None  # for `review` gates; None outside a run (nothing to bill twice)
 
     def resolve(self, path: str) -> Path:
         """Resolve a path from the session file: `{artifacts}`-style placeholders, then relative to the session folder."""

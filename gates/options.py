@@ -20,18 +20,23 @@ GATE_OPTION_MODELS: dict[str, type[BaseModel]] = {}
 """Each gate kind's options model, by kind name (the source of the JSON schema and reference docs)."""
 
 GateT = TypeVar("GateT", bound=type[Gate])
+_LITERAL_BRACE = "a literal brace is written twice: {{ for {, }} for }"
 
 
 def _check_placeholders(path: str) -> str:
     """Reject a path whose `{placeholder}` GateContext.resolve would not know."""
     try:
-        names = {field for _, field, _, _ in string.Formatter().parse(path) if field is not None}
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(path) if name is not None]
     except ValueError as exc:
-        raise ValueError(f"path {path!r} has unbalanced braces: {exc}") from None
-    unknown = sorted(names - set(PLACEHOLDER_NAMES))
+        raise ValueError(f"path {path!r} has unbalanced braces: {exc}; {_LITERAL_BRACE}") from None
+    unknown = sorted({name for name, _, _ in fields} - set(PLACEHOLDER_NAMES))
     if unknown:
         known = ", ".join("{" + name + "}" for name in sorted(PLACEHOLDER_NAMES))
-        raise ValueError(f"path {path!r} uses unknown placeholder(s) {unknown}; known: {known}")
+        raise ValueError(f"path {path!r} uses unknown placeholder(s) {unknown}; known: {known}; {_LITERAL_BRACE}")
+    formatted = next((name for name, spec, conv in fields if spec or conv), None)
+    if formatted is not None:
+        raise ValueError(f"path {path!r}: placeholder {{{formatted}}} takes no format spec or conversion; "
+                         f"write {{{formatted}}}")
     return path
 
 

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from phasegate.floor.reading import read_regular_file
 from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus
 from phasegate.gates.globs import matches_any
 from phasegate.gates.options import (
@@ -111,7 +112,7 @@ class _Unparsable(Exception):
 def _parse(root: Path, relpath: str) -> tuple[ast.Module, list[str]]:
     """Parse one file into its tree and source lines; raise _Unparsable instead of any parse error."""
     try:
-        data = (root / relpath).read_bytes()
+        data = read_regular_file(root / relpath)  # a FIFO in the tree must not hang the gate
     except OSError as exc:
         message = f"cannot be read: {exc.strerror or exc}"
         raise _Unparsable(Violation(relpath, 0, "unreadable", message, None)) from None

@@ -1,13 +1,18 @@
 """Gate kind `review`: ask an external reviewer CLI; its decision routes but never passes a failed hard gate.
 
 SCALE advances; ITERATE retries the phase with the whitelisted parameter changes; INVESTIGATE and
-every reviewer error pause for the operator; STOP stops the session early. The review of an attempt
-is kept in `reviews/<gate>-<attempt>/` and read back after a crash, so a reviewer is billed once.
+every reviewer error pause for the operator; STOP stops the session early. The journal keeps each
+call, asked before the reviewer starts and answered after, so a reviewer is billed once: a crash in
+between pauses for the operator. `reviews/<gate>-<attempt>/` is an audit copy only (a phase can write
+into the run folder), its files' sha256 in the journal. A reviewer that changes the repository (`.git/`
+included) or the phase's artifacts stops the session.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,12 +21,13 @@ from pydantic import Field
 from phasegate.floor.faults import crash_point
 from phasegate.floor.rundir import RunDir
 from phasegate.floor.states import Route
-from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus
+from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus, ReviewLog
 from phasegate.gates.options import (
     GateOptions,
     PathTemplate,
     gate_kind,
 )
+from phasegate.gates.review_artifacts import ArtifactWatch
 from phasegate.reviews import (
     ReviewerSpec,
     ReviewOutcome,
@@ -54,7 +60,7 @@ DECISION_ROUTE = {d.value: ROUTES[d] for d in (Decision.ITERATE, Decision.STOP)}
 def _read_json(path: Path | None) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text()) if path else {}
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # a phase's unreadable summary is shown as none
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -69,15 +75,9 @@ def _sample(path: Path | None, count: int) -> list[Any]:
                 break
             try:
                 rows.append(json.loads(line))
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 rows.append(line.strip()[:500])
     return rows
-
-
-def _recorded(out_dir: Path) -> dict[str, Any] | None:
-    """A review that already ran for this attempt (the controller crashed before recording it)."""
-    meta = _read_json(out_dir / "meta.json")
-    return meta if meta.get("decision") else None
 
 
 def _request(context: GateContext, options: ReviewOptions) -> ReviewRequest:
@@ -92,14 +92,59 @@ def _request(context: GateContext, options: ReviewOptions) -> ReviewRequest:
     )
 
 
-def _ask(context: GateContext, options: ReviewOptions, spec: ReviewerSpec, out_dir: Path) -> dict[str, Any]:
-    """Run the reviewer once for this attempt, isolated from the repo, and return its recorded decision."""
-    exclude = [str(context.run_dir)]
-    outcome: ReviewOutcome = run_review(_request(context, options), spec, out_dir, repo_dir=context.session_dir,
-                                        options=RunOptions(repo_exclude=exclude))
-    crash_point("after_review")
+def _clear(out_dir: Path) -> None:
+    """Remove whatever lies where the audit copy goes: nothing there can be the reviewer's yet."""
+    if out_dir.is_symlink() or out_dir.is_file():
+        out_dir.unlink()
+    elif out_dir.exists():
+        shutil.rmtree(out_dir)
+
+
+def _tampered(summary: str, files: list[str]) -> GateResult:
+    """Artifacts the reviewer judged (or will judge) are not the phase's: stop, naming the files."""
+    return GateResult(GateStatus.FAIL, f"{summary}: {', '.join(files)}", {"changed_artifacts": files},
+                      route=Route.STOP)
+
+
+def _interrupted(context: GateContext, out_dir: Path) -> GateResult:
+    """A call asked but never answered (the controller died meanwhile): the operator decides, nobody asks again."""
+    run, gate = context.run_dir, context.gate_id
+    error = (f"the review of attempt {context.attempt} was interrupted: the controller stopped while the reviewer was "
+             f"asked, so no answer was recorded (the call may have been billed, so it is not made again unseen). "
+             f"Read {out_dir} if it is there, then approve the gate (`phasegate approve {run} {gate} --note TEXT`) "
+             f"or waive it (`phasegate waive {run} {gate} --reason TEXT`)")
+    return GateResult(GateStatus.PENDING, error, {"decision": Decision.INVESTIGATE.value, "error": error,
+                                                  "interrupted": True, "review_dir": str(out_dir)})
+
+
+def _answer(outcome: ReviewOutcome, artifacts_changed: list[str]) -> dict[str, Any]:
+    """What the journal keeps of a reviewer's answer, and the gate decides from."""
     return {"decision": outcome.decision.value, "reasons": list(outcome.reasons), "changes": dict(outcome.changes),
-            "error": outcome.error, "cost_usd": outcome.cost_usd, "repo_modified": outcome.repo_modified}
+            "error": outcome.error, "cost_usd": outcome.cost_usd, "repo_modified": outcome.repo_modified,
+            "artifacts_changed": artifacts_changed}
+
+
+def _asked_now(context: GateContext, options: ReviewOptions, spec: ReviewerSpec, out_dir: Path,
+               log: ReviewLog | None) -> GateResult:
+    """Ask the reviewer once, isolated from the repo: the call journaled right before the reviewer starts, its
+    answer (with the artifacts checked) before the audit files are written."""
+    watch = ArtifactWatch(context.run_dir, context.artifacts_dir, log.artifacts() if log is not None else {})
+    if changed := watch.changed_since_the_phase():
+        return _tampered("the phase's artifacts changed after the phase ended, before the review", changed)
+    before = watch.now()
+    answers: list[dict[str, Any]] = []
+
+    def answered(outcome: ReviewOutcome, audit: Mapping[str, str]) -> None:
+        answers.append(_answer(outcome, watch.changed(before, watch.now())))
+        if log is not None:
+            log.answered(answers[-1], audit, outcome.cost_usd)
+
+    _clear(out_dir)
+    journaling = {"on_asked": log.asked} if log is not None else {}
+    run_review(_request(context, options), spec, out_dir, repo_dir=context.session_dir,
+               options=RunOptions(repo_exclude=[str(context.run_dir)], on_answered=answered, **journaling))
+    crash_point("after_review")
+    return _result(answers[-1], context, out_dir)
 
 
 def _result(record: dict[str, Any], context: GateContext, out_dir: Path) -> GateResult:
@@ -114,6 +159,9 @@ def _result(record: dict[str, Any], context: GateContext, out_dir: Path) -> Gate
     if record.get("repo_modified"):
         return GateResult(GateStatus.FAIL, f"the reviewer modified the repository: {reason}", evidence, metrics,
                           route=Route.STOP)
+    if record.get("artifacts_changed"):
+        result = _tampered("the reviewer changed the phase's artifacts", list(record["artifacts_changed"]))
+        return GateResult(result.status, result.summary, {**evidence, **result.evidence}, metrics, route=result.route)
     summary = f"reviewer says {decision}: {reason}"
     return GateResult(DECISION_STATUS[decision], summary, evidence, metrics, route=DECISION_ROUTE.get(decision),
                       changes=dict(changes.accepted))
@@ -152,10 +200,15 @@ class ReviewGate(Gate[ReviewOptions]):
         return () if self.options is None else (self.options.reviewer,)
 
     def check(self, options: ReviewOptions, context: GateContext) -> GateResult:
-        """Ask (or read back) this attempt's review and map its decision."""
+        """Ask this attempt's review, or take the journal's record of it, and map its decision."""
         spec = context.reviewers.get(options.reviewer)
         if spec is None:
             return GateResult(GateStatus.FAIL, f"no [reviewers.{options.reviewer}] table in the session file")
         out_dir = RunDir(context.run_dir).review(context.gate_id, context.attempt)
-        record = _recorded(out_dir) or _ask(context, options, spec, out_dir)
-        return _result(record, context, out_dir)
+        log = context.review_log
+        recorded = log.recorded() if log is not None else None
+        if recorded is None:
+            return _asked_now(context, options, spec, out_dir, log)
+        if recorded.answer is None:
+            return _interrupted(context, out_dir)
+        return _result(recorded.answer, context, out_dir)

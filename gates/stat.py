@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from phasegate.floor.reading import read_regular_file
 from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus
 from phasegate.gates.options import (
     GateOptions,
@@ -121,10 +122,14 @@ class StatGate(Gate[StatOptions]):
         """Read the summary and decide."""
         path: Path = context.resolve(options.file)
         try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
+            summary = json.loads(read_regular_file(path).decode("utf-8"))
             return decide(summary, options)
         except FileNotFoundError:
             error = f"evaluation summary {path} does not exist; run the evaluate phase first"
+        except (OSError, UnicodeDecodeError) as exc:
+            error = f"evaluation summary {path} cannot be read: {exc}"
+        except RecursionError:
+            error = f"evaluation summary {path} is nested too deep to read"
         except json.JSONDecodeError as exc:
             error = f"evaluation summary {path} is not valid JSON: {exc}"
         except (KeyError, TypeError, ValueError) as exc:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, Field
 
+from phasegate.floor.reading import read_regular_file
 from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus
 from phasegate.gates.options import (
     GateOptions,
@@ -148,13 +149,15 @@ def check_rule(rule: ThresholdRule, data: Any, source: Path) -> dict[str, Any]:
 def load_metrics(path: Path) -> Any:
     """Load the metrics JSON; raise MetricError naming the file when it cannot be read."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_regular_file(path).decode("utf-8"))
     except FileNotFoundError:
         raise MetricError(f"metrics file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise MetricError(f"metrics file {path} cannot be read: {exc}") from None
     except json.JSONDecodeError as exc:
         raise MetricError(f"metrics file {path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MetricError(f"metrics file {path} is nested too deep to read") from None
 
 
 def evaluate_rules(rules: list[ThresholdRule], path: Path) -> GateResult:

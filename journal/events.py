@@ -30,7 +30,9 @@ class EventKind(enum.StrEnum):
     CHECKPOINT_WRITTEN = "checkpoint_written"
     INCIDENT_WRITTEN = "incident_written"
     EARLY_STOP_REQUESTED = "early_stop_requested"
-    INVALID_EVENT = "invalid_event"
+    INVALID_EVENT = "invalid_event"  # a line of a phase's events pipe refused (a warning; the phase goes on)
+    ARTIFACT_REFUSED = "artifact_refused"  # an artifact outside the phase's artifact folder, never read
+    EVENTS_DROPPED = "events_dropped"  # warnings past the per-attempt limit, counted instead of journaled
     BUDGET_WARNING = "budget_warning"
     RECOVERED = "recovered"
 
@@ -61,6 +63,10 @@ _TEXT: dict[str, Render] = {
                                               f"({d.get('trigger')})"),
     EventKind.EARLY_STOP_REQUESTED: lambda p, d: (f"! {p}: early stop requested ({d.get('trigger')}): "
                                                   f"{d.get('summary')}"),
+    EventKind.INVALID_EVENT: lambda p, d: f"! {p}: event refused ({d.get('error')})",
+    EventKind.ARTIFACT_REFUSED: lambda p, d: f"! {p}: artifact {d.get('path')} refused ({d.get('error')})",
+    EventKind.EVENTS_DROPPED: lambda p, d: (f"! {p}: {d.get('dropped')} more refused event(s) of attempt "
+                                            f"{d.get('attempt')} dropped, not journaled"),
 }
 
 

@@ -7,9 +7,21 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from phasegate.floor.errors import JournalError
 from phasegate.floor.states import AttemptState, PhaseState, SessionState
+
+StateT = TypeVar("StateT", SessionState, PhaseState, AttemptState)
+
+
+def _state(kind: type[StateT], value: object) -> StateT:
+    """A state read back from the journal; JournalError for a value phasegate never writes."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise JournalError(f"the journal holds {kind.__name__} {value!r}, which phasegate never writes; "
+                           "it was edited or damaged (`phasegate recover RUN_DIR` lists what is kept)") from None
 
 
 @dataclass(frozen=True)
@@ -28,7 +40,7 @@ class RunRecord:
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> RunRecord:
-        return cls(r["run_id"], r["name"], SessionState(r["state"]), r["reason"], r["created_at"], r["updated_at"],
+        return cls(r["run_id"], r["name"], _state(SessionState, r["state"]), r["reason"], r["created_at"], r["updated_at"],
                    r["spec_sha256"], Path(r["session_dir"]), Path(r["spec_path"]))
 
 
@@ -52,7 +64,7 @@ class PhaseRecord:
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> PhaseRecord:
-        return cls(r["id"], r["position"], r["kind"], PhaseState(r["state"]), r["attempts"], r["failures"],
+        return cls(r["id"], r["position"], r["kind"], _state(PhaseState, r["state"]), r["attempts"], r["failures"],
                    r["started_at"], r["ended_at"], r["progress_done"], r["progress_total"], r["progress_step"],
                    r["last_activity"], r["error"])
 
@@ -74,7 +86,7 @@ class AttemptRecord:
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> AttemptRecord:
-        return cls(r["phase"], r["attempt"], AttemptState(r["state"]), r["input_hash"], r["pid"], r["pid_start"],
+        return cls(r["phase"], r["attempt"], _state(AttemptState, r["state"]), r["input_hash"], r["pid"], r["pid_start"],
                    r["started_at"], r["ended_at"], r["exit_code"], r["reason"])
 
 
@@ -101,16 +113,44 @@ class GateRecord:
 
 @dataclass(frozen=True)
 class OperatorAction:
-    """An approval or a waiver, kept forever."""
+    """An approval or a waiver, kept forever; `phase` None when the command named the gate id only."""
 
     gate_id: str
     action: str
     note: str
     ts: float
+    phase: str | None = None
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> OperatorAction:
-        return cls(r["gate_id"], r["action"], r["note"], r["ts"])
+        return cls(r["gate_id"], r["action"], r["note"], r["ts"], r["phase"])
+
+
+@dataclass(frozen=True)
+class ReviewRecord:
+    """One reviewer call of a gate for one phase attempt: asked before the call, answered after.
+
+    The answer is what the gate trusts; the files of `reviews/<gate>-<n>/` are an audit copy whose sha256 are in `audit`.
+    """
+
+    phase: str
+    gate_id: str
+    attempt: int
+    asked_at: float
+    answered_at: float | None
+    answer: dict[str, Any] | None
+    audit: dict[str, str]
+
+    @property
+    def answered(self) -> bool:
+        """Whether the reviewer's answer was recorded (else the call was cut short)."""
+        return self.answer is not None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> ReviewRecord:
+        answer = json.loads(r["answer"]) if r["answer"] is not None else None
+        return cls(r["phase"], r["gate_id"], r["attempt"], r["asked_at"], r["answered_at"], answer,
+                   json.loads(r["audit"]) if r["audit"] else {})
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,15 @@ from typing import Any
 
 from phasegate.floor.rundir import RunDir, controller_is_live
 from phasegate.floor.states import SessionState, effective_gate_status
+from phasegate.journal.events import EventKind
 from phasegate.journal.records import GateRecord
+from phasegate.journal.sanitize import Mask, clean
 from phasegate.journal.store import Journal
+
+# What a phase's refused events and artifacts count as (the journal's warnings about phase input).
+WARNING_KINDS = (EventKind.INVALID_EVENT, EventKind.ARTIFACT_REFUSED)
+# Gate evidence is shown whole (the checkpoint cuts its own lines); only secrets and NaN are changed.
+WHOLE = 10**9
 
 
 def iso(ts: float | None) -> str | None:
@@ -106,6 +113,8 @@ class RunSnapshot:
     incident: Path | None = None
     gpu: GpuView = GpuView(available=False, reason="no sample yet")
     extras: dict[str, Any] = field(default_factory=dict)
+    # Per phase: refused events and artifacts journaled as warnings, and those past the limit dropped.
+    input_warnings: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def next_phase(self) -> str | None:
@@ -117,7 +126,10 @@ class RunSnapshot:
         return f"phasegate resume {self.run_dir}"
 
     def to_json(self) -> dict[str, Any]:
-        """The `status --json` document."""
+        """The `status --json` document (strict JSON: a NaN or an infinity reads as text)."""
+        return clean(self._document(), str, WHOLE)
+
+    def _document(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id, "session": self.name, "state": self.state, "reason": self.reason,
             "run_dir": str(self.run_dir), "controller_live": self.controller_live,
@@ -133,40 +145,66 @@ class RunSnapshot:
             "budget": self.budget,
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
             "incident": str(self.incident) if self.incident else None,
+            "input_warnings": self.input_warnings,
         }
 
 
-def _phases(conn: sqlite3.Connection) -> tuple[PhaseView, ...]:
+def _masked(text: str | None, mask: Mask) -> str | None:
+    return None if text is None else mask(text)
+
+
+def _phases(conn: sqlite3.Connection, mask: Mask) -> tuple[PhaseView, ...]:
     rows = conn.execute("SELECT * FROM phases ORDER BY position").fetchall()
     return tuple(
         PhaseView(id=r["id"], kind=r["kind"], state=r["state"], attempts=r["attempts"],
                   started_at=r["started_at"], ended_at=r["ended_at"],
                   progress=(r["progress_done"], r["progress_total"]) if r["progress_total"] else None,
-                  progress_step=r["progress_step"], error=r["error"])
+                  progress_step=_masked(r["progress_step"], mask), error=_masked(r["error"], mask))
         for r in rows
     )
 
 
-def _waivers(conn: sqlite3.Connection) -> dict[str, str]:
-    """The note of every waived gate's latest waiver (a waiver is kept forever)."""
-    rows = conn.execute("SELECT gate_id, note FROM operator_actions WHERE action='waived' ORDER BY seq").fetchall()
-    return {r["gate_id"]: r["note"] for r in rows}
+def _input_warnings(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    """Per phase, the warnings journaled about what it sent and how many more were dropped."""
+    marks = ", ".join("?" * len(WARNING_KINDS))
+    counts: dict[str, dict[str, int]] = {}
+    for r in conn.execute(f"SELECT phase, COUNT(*) n FROM events WHERE type IN ({marks}) GROUP BY phase",
+                          tuple(map(str, WARNING_KINDS))):
+        counts.setdefault(r["phase"], {"warnings": 0, "dropped": 0})["warnings"] = r["n"]
+    # Each attempt's drop count is journaled as it grows: its last (largest) value is the count.
+    for r in conn.execute("SELECT phase, MAX(CAST(json_extract(data, '$.dropped') AS INTEGER)) n FROM events"
+                          " WHERE type = ? GROUP BY phase, json_extract(data, '$.attempt')",
+                          (str(EventKind.EVENTS_DROPPED),)):
+        counts.setdefault(r["phase"], {"warnings": 0, "dropped": 0})["dropped"] += r["n"] or 0
+    return counts
 
 
-def _gates(conn: sqlite3.Connection) -> tuple[GateView, ...]:
+def _waivers(conn: sqlite3.Connection) -> dict[tuple[str, str | None], str]:
+    """The note of every waived gate's latest waiver, by (gate, phase); a waiver is kept forever."""
+    rows = conn.execute("SELECT gate_id, phase, note FROM operator_actions WHERE action='waived' ORDER BY seq")
+    return {(r["gate_id"], r["phase"]): r["note"] for r in rows}
+
+
+def _waiver(waivers: dict[tuple[str, str | None], str], record: GateRecord) -> str | None:
+    """The waiver of this phase's gate, or of the gate by id alone (one that names no phase)."""
+    return waivers.get((record.gate_id, record.phase), waivers.get((record.gate_id, None)))
+
+
+def _gates(conn: sqlite3.Connection, mask: Mask) -> tuple[GateView, ...]:
     # Only waivers apply here: the controller journals an approval as the gate's decision when it acts on it.
     waivers = _waivers(conn)
     rows = conn.execute(
-        "SELECT g.* FROM gates g JOIN (SELECT gate_id, MAX(attempt) a FROM gates GROUP BY gate_id) last"
-        " ON g.gate_id = last.gate_id AND g.attempt = last.a ORDER BY g.decided_at"
+        "SELECT g.* FROM gates g JOIN (SELECT phase, gate_id, MAX(attempt) a FROM gates GROUP BY phase, gate_id) last"
+        " ON g.phase = last.phase AND g.gate_id = last.gate_id AND g.attempt = last.a ORDER BY g.decided_at"
     ).fetchall()
     views = []
     for record in map(GateRecord.from_row, rows):
-        action = "waived" if record.gate_id in waivers else None
-        status, note = effective_gate_status(record.status, action, waivers.get(record.gate_id))
+        waiver = _waiver(waivers, record)
+        status, note = effective_gate_status(record.status, None if waiver is None else "waived", waiver)
         views.append(GateView(gate_id=record.gate_id, phase=record.phase, attempt=record.attempt,
-                              stage=record.stage, kind=record.kind, status=str(status), summary=record.summary,
-                              evidence=record.evidence, metrics=record.metrics, waived=note))
+                              stage=record.stage, kind=record.kind, status=str(status), summary=mask(record.summary),
+                              evidence=clean(record.evidence, mask, WHOLE), metrics=clean(record.metrics, mask, WHOLE),
+                              waived=_masked(note, mask)))
     return tuple(views)
 
 
@@ -204,28 +242,32 @@ def _latest(folder: Path, pattern: str) -> Path | None:
 
 def take_snapshot(run_dir: RunDir, journal: Journal, *, spec_budget: dict[str, float | None] | None = None,
                   now: float | None = None) -> RunSnapshot:
-    """Read the whole run state in one consistent read transaction."""
+    """Read the whole run state in one consistent read transaction; every text in it has its secrets masked."""
     conn = journal._conn  # noqa: SLF001 - the snapshot is the journal package's own reader
+    mask = journal.redactor.redact  # the journal masks what it stores; this also covers runs it did not mask
     conn.execute("BEGIN")
     try:
         run = conn.execute("SELECT * FROM run").fetchone()
-        phases, gates = _phases(conn), _gates(conn)
+        phases, gates = _phases(conn, mask), _gates(conn, mask)
         artifacts = tuple(ArtifactView(r["phase"], r["path"], r["sha256"], r["size"])
                           for r in conn.execute("SELECT * FROM artifacts ORDER BY ts, path"))
         metrics: dict[str, dict[str, float]] = {}
         for r in conn.execute("SELECT * FROM metrics ORDER BY ts"):
-            metrics.setdefault(r["phase"], {})[r["name"]] = r["value"]
-        actions = tuple(dict(r) for r in conn.execute("SELECT gate_id, action, note, ts FROM operator_actions ORDER BY seq"))
+            metrics.setdefault(r["phase"], {})[mask(r["name"])] = r["value"]
+        actions = tuple({**dict(r), "note": mask(r["note"])}
+                        for r in conn.execute("SELECT gate_id, action, note, ts FROM operator_actions ORDER BY seq"))
         gpu = _gpu(conn)
         budget = _budget(conn, spec_budget or {}, gpu.name)
+        warnings = _input_warnings(conn)
     finally:
         conn.execute("COMMIT")
     return RunSnapshot(
-        run_id=run["run_id"], name=run["name"], state=SessionState(run["state"]).value, reason=run["reason"],
+        run_id=run["run_id"], name=run["name"], state=SessionState(run["state"]).value,
+        reason=_masked(run["reason"], mask),
         run_dir=run_dir.root.resolve(), session_dir=Path(run["session_dir"]), created_at=run["created_at"],
         updated_at=run["updated_at"], phases=phases, gates=gates, artifacts=artifacts, metrics=metrics,
         operator_actions=actions, budget=budget,
         controller_live=controller_is_live(run_dir),
         checkpoint=run_dir.checkpoint if run_dir.checkpoint.exists() else None,
-        incident=_latest(run_dir.incidents, "INCIDENT-*.md"), gpu=gpu,
+        incident=_latest(run_dir.incidents, "INCIDENT-*.md"), gpu=gpu, input_warnings=warnings,
     )

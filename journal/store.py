@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import errno
 import json
+import math
+import os
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from phasegate.floor.errors import JournalError
+from phasegate.floor.redact import Redactor
 from phasegate.floor.states import (
     OPEN_ATTEMPT_STATES,
     AttemptState,
+    GateStatus,
     PhaseState,
     SessionState,
     check_phase_transition,
@@ -29,10 +35,12 @@ from phasegate.journal.records import (
     GateRecord,
     OperatorAction,
     PhaseRecord,
+    ReviewRecord,
     RunRecord,
 )
+from phasegate.journal.sanitize import MAX_TEXT_CHARS, clean, masked_text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE run (
@@ -60,10 +68,13 @@ CREATE TABLE artifacts (
 CREATE TABLE gates (
     gate_id TEXT NOT NULL, phase TEXT NOT NULL, attempt INTEGER NOT NULL, stage TEXT NOT NULL,
     kind TEXT NOT NULL, status TEXT NOT NULL, summary TEXT NOT NULL, evidence TEXT NOT NULL,
-    metrics TEXT NOT NULL, decided_at REAL NOT NULL, PRIMARY KEY (gate_id, attempt));
+    metrics TEXT NOT NULL, decided_at REAL NOT NULL, PRIMARY KEY (phase, gate_id, attempt));
 CREATE TABLE operator_actions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, gate_id TEXT NOT NULL, action TEXT NOT NULL,
-    note TEXT NOT NULL, ts REAL NOT NULL);
+    note TEXT NOT NULL, ts REAL NOT NULL, phase TEXT);
+CREATE TABLE reviews (
+    phase TEXT NOT NULL, gate_id TEXT NOT NULL, attempt INTEGER NOT NULL, asked_at REAL NOT NULL,
+    answered_at REAL, answer TEXT, audit TEXT, PRIMARY KEY (phase, gate_id, attempt));
 CREATE TABLE gpu_samples (
     ts REAL NOT NULL, phase TEXT, gpu INTEGER NOT NULL, available INTEGER NOT NULL, reason TEXT,
     name TEXT, mem_used_mb REAL, mem_total_mb REAL, util_pct REAL, temp_c REAL, power_w REAL,
@@ -80,6 +91,14 @@ CREATE TABLE commands (
 """
 
 Clock = Callable[[], float]
+# A gate's evidence may quote whole files (a reviewer's answer): masked, and cut only when very long.
+GATE_EVIDENCE_CHARS = 100_000
+# A phase's refused events and artifacts: this many warnings per attempt, then only a count.
+MAX_WARNINGS_PER_ATTEMPT = 20
+# While a phase floods, its drop count is journaled at most this often (and before any other event).
+DROP_NOTE_INTERVAL_S = 1.0
+# Labels a phase names (a metric, a progress step) are kept this long.
+MAX_LABEL_CHARS = 200
 # What a write to the run folder or the journal raises when storage fails (a full disk, say).
 STORAGE_ERRORS: tuple[type[Exception], ...] = (OSError, sqlite3.OperationalError)
 
@@ -89,6 +108,58 @@ def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return True
     return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+
+
+@contextmanager
+def _creating(path: Path, conn: sqlite3.Connection | None = None) -> Iterator[None]:
+    """While a journal is created: a failure (a full disk, say) closes it and says so as a JournalError."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
+        raise JournalError(f"{path}: cannot create the journal: {exc}") from None
+
+
+@cache
+def _expected_tables() -> dict[str, tuple[str, ...]]:
+    """Each table of SCHEMA with its columns, as SQLite itself reads the schema."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(SCHEMA)
+        return _tables(conn)
+    finally:
+        conn.close()
+
+
+def _tables(conn: sqlite3.Connection) -> dict[str, tuple[str, ...]]:
+    names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"
+                                            " AND name NOT LIKE 'sqlite_%'")]
+    return {name: tuple(row[1] for row in conn.execute("SELECT * FROM pragma_table_info(?)", (name,)))
+            for name in names}
+
+
+# The columns readers turn into state enums, with the values they may hold.
+_STATE_COLUMNS = (("run", "state", SessionState), ("phases", "state", PhaseState),
+                  ("attempts", "state", AttemptState), ("gates", "status", GateStatus))
+
+
+def _damage(conn: sqlite3.Connection) -> str | None:
+    """What makes a journal that passed SQLite's own check unusable: a table gone, a state nobody writes."""
+    found = _tables(conn)
+    for table, columns in _expected_tables().items():
+        missing = sorted(set(columns) - set(found.get(table, ())))
+        if table not in found:
+            return f"table {table!r} is missing"
+        if missing:
+            return f"table {table!r} lacks column(s) {', '.join(missing)}"
+    for table, column, states in _STATE_COLUMNS:
+        marks = ", ".join("?" * len(states))
+        row = conn.execute(f"SELECT {column} FROM {table} WHERE {column} NOT IN ({marks}) LIMIT 1",
+                           tuple(str(s) for s in states)).fetchone()
+        if row is not None:
+            return f"table {table!r} holds the {column} {row[0]!r}, which phasegate never writes"
+    return None
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -108,20 +179,30 @@ class Journal:
     callers get typed, frozen records, never a row or a cursor.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock = time.time) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock = time.time,
+                 redactor: Redactor | None = None) -> None:
         self._conn = conn
         self.path = path
         self.clock = clock
+        # Masks every text that enters the journal; the controller gives it the session's secrets.
+        self.redactor = redactor or Redactor()
+        self._warnings: Counter[tuple[str, int]] = Counter()
+        self._dropped: Counter[tuple[str, int]] = Counter()
+        self._drops_unjournaled: set[tuple[str, int]] = set()
+        self._drops_noted: dict[tuple[str, int], float] = {}
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
     def create(cls, path: Path, *, run_id: str, name: str, spec_sha256: str, session_dir: Path,
                spec_path: Path, phases: list[tuple[str, str]], clock: Clock = time.time) -> Journal:
         """Create a new journal with its run row and one pending row per phase."""
-        conn = _connect(path)
+        # Private like the logs: SQLite gives the -wal and -shm files the mode of the database file.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        with _creating(path):
+            conn = _connect(path)
         journal = cls(conn, path, clock)
         now = clock()
-        with journal.transaction():
+        with _creating(path, conn), journal.transaction():
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -144,6 +225,7 @@ class Journal:
             conn = _connect(path)
             ok = conn.execute("PRAGMA quick_check").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            damage = None if ok != "ok" or version != SCHEMA_VERSION else _damage(conn)
         except sqlite3.DatabaseError as exc:
             raise JournalError(f"{path}: the journal is unreadable ({exc}); it may be corrupt or truncated. "
                                f"Completed artifacts under {path.parent / 'artifacts'} are untouched; "
@@ -154,6 +236,11 @@ class Journal:
         if version != SCHEMA_VERSION:
             raise JournalError(f"{path}: journal schema version {version}, this phasegate reads version "
                                f"{SCHEMA_VERSION}; use the phasegate release that created this run")
+        if damage is not None:
+            conn.close()
+            raise JournalError(f"{path}: the journal is damaged ({damage}); it was edited or broken outside "
+                               f"phasegate. Completed artifacts are untouched; run `phasegate recover "
+                               f"{path.parent}` to list them")
         return cls(conn, path, clock)
 
     def close(self) -> None:
@@ -180,16 +267,50 @@ class Journal:
         self._conn.execute("COMMIT")
 
     def _event(self, kind: EventKind, phase: str | None, data: dict[str, Any]) -> int:
+        """Insert one event (secrets masked, text cut short, numbers finite); drop counts not yet journaled go first."""
+        self._journal_drops()
+        return self._insert_event(kind, phase, data)
+
+    def _insert_event(self, kind: EventKind, phase: str | None, data: dict[str, Any]) -> int:
         cursor = self._conn.execute(
             "INSERT INTO events (ts, type, phase, data) VALUES (?, ?, ?, ?)",
-            (self.clock(), str(kind), phase, json.dumps(data, sort_keys=True)),
+            (self.clock(), str(kind), phase, json.dumps(clean(data, self.redactor.redact), sort_keys=True)),
         )
         return int(cursor.lastrowid)
+
+    def _journal_drops(self) -> None:
+        for key in sorted(self._drops_unjournaled):
+            phase, attempt = key
+            self._insert_event(EventKind.EVENTS_DROPPED, phase, {"attempt": attempt, "dropped": self._dropped[key]})
+            self._drops_noted[key] = time.monotonic()
+        self._drops_unjournaled.clear()
+
+    def _text(self, text: str | None, limit: int = MAX_TEXT_CHARS) -> str | None:
+        """Text a phase sent, as a column keeps it: masked, then cut short."""
+        return None if text is None else masked_text(text, self.redactor.redact, limit)
 
     def append_event(self, kind: EventKind, phase: str | None, data: dict[str, Any]) -> None:
         """Record an event that changes no state (a log line from a phase, a heartbeat)."""
         with self.transaction():
             self._event(kind, phase, data)
+
+    def record_warning(self, kind: EventKind, phase: str, data: dict[str, Any]) -> bool:
+        """Journal a warning about what a phase sent; past the per-attempt limit it is only counted.
+
+        Returns whether it was journaled. The count is journaled at once, then at most once a
+        second, and before any other event, so a flood costs the journal a few rows.
+        """
+        key = (phase, self.phase(phase).attempts)
+        if self._warnings[key] < MAX_WARNINGS_PER_ATTEMPT:
+            self._warnings[key] += 1
+            self.append_event(kind, phase, data)
+            return True
+        self._dropped[key] += 1
+        self._drops_unjournaled.add(key)
+        if time.monotonic() - self._drops_noted.get(key, -math.inf) >= DROP_NOTE_INTERVAL_S:
+            with self.transaction():
+                self._journal_drops()
+        return False
 
     # -- session -----------------------------------------------------------------------------
     def session_state(self) -> SessionState:
@@ -204,6 +325,7 @@ class Journal:
         """Move the session to `target`, refusing transitions the state machine forbids."""
         with self.transaction():
             check_session_transition(self.session_state(), target)
+            reason = self._text(reason)
             self._conn.execute("UPDATE run SET state=?, reason=?, updated_at=?", (target, reason, self.clock()))
             self._event(EventKind.SESSION_STATE, None, {"state": str(target), "reason": reason})
 
@@ -275,6 +397,7 @@ class Journal:
         now = self.clock()
         target = PhaseState.PASSED if passed else PhaseState.FAILED
         attempt_state = AttemptState.PASSED if passed else AttemptState.FAILED
+        reason = self._text(reason)
         with self.transaction():
             self._move_phase(phase, target)
             self._conn.execute(
@@ -330,6 +453,7 @@ class Journal:
         return [AttemptRecord.from_row(r) for r in rows]
 
     def record_progress(self, phase: str, done: int, total: int, step: str | None) -> None:
+        step = self._text(step, MAX_LABEL_CHARS)
         with self.transaction():
             self._conn.execute(
                 "UPDATE phases SET progress_done=?, progress_total=?, progress_step=?, last_activity=? WHERE id=?",
@@ -343,6 +467,8 @@ class Journal:
             self._conn.execute("UPDATE phases SET last_activity=? WHERE id=?", (self.clock(), phase))
 
     def record_metric(self, phase: str, name: str, value: float) -> None:
+        name = self._text(name, MAX_LABEL_CHARS)
+        value = value if math.isfinite(value) else None  # SQLite has no NaN; JSON has neither
         with self.transaction():
             self._conn.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)", (phase, name, value, self.clock()))
             self._event(EventKind.METRIC, phase, {"name": name, "value": value})
@@ -354,14 +480,16 @@ class Journal:
         with self.transaction():
             self._conn.execute(
                 "INSERT OR REPLACE INTO gates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (gate_id, phase, attempt, stage, kind, status, summary,
-                 json.dumps(evidence, sort_keys=True, default=str), json.dumps(metrics, sort_keys=True), self.clock()),
+                (gate_id, phase, attempt, stage, kind, status, self._text(summary),
+                 json.dumps(clean(evidence, self.redactor.redact, GATE_EVIDENCE_CHARS), sort_keys=True),
+                 json.dumps(clean(metrics, self.redactor.redact), sort_keys=True), self.clock()),
             )
             self._event(EventKind.GATE_DECIDED, phase, {"gate_id": gate_id, "status": status, "summary": summary})
 
-    def gate_decision(self, gate_id: str, attempt: int) -> GateRecord | None:
-        """What a gate decided for one attempt, if it was decided."""
-        row = self._conn.execute("SELECT * FROM gates WHERE gate_id=? AND attempt=?", (gate_id, attempt)).fetchone()
+    def gate_decision(self, gate_id: str, attempt: int, *, phase: str) -> GateRecord | None:
+        """What the gate `gate_id` of `phase` decided for one attempt, if it was decided (never another phase's)."""
+        row = self._conn.execute("SELECT * FROM gates WHERE phase=? AND gate_id=? AND attempt=?",
+                                 (phase, gate_id, attempt)).fetchone()
         return None if row is None else GateRecord.from_row(row)
 
     def earlier_gate_decisions(self, phase: str, before_attempt: int) -> list[GateRecord]:
@@ -370,21 +498,58 @@ class Journal:
                                   (phase, before_attempt))
         return [GateRecord.from_row(r) for r in rows]
 
-    def record_operator_action(self, gate_id: str, action: str, note: str) -> None:
-        """Journal an approval or a waiver, forever."""
+    def record_operator_action(self, gate_id: str, action: str, note: str, phase: str | None = None) -> None:
+        """Journal an approval or a waiver of the gate of `phase`, forever.
+
+        Without `phase` it is for the gate of that id, whichever phase (the session file keeps gate ids unique).
+        """
         with self.transaction():
             self._conn.execute(
-                "INSERT INTO operator_actions (gate_id, action, note, ts) VALUES (?, ?, ?, ?)",
-                (gate_id, action, note, self.clock()),
+                "INSERT INTO operator_actions (gate_id, action, note, ts, phase) VALUES (?, ?, ?, ?, ?)",
+                (gate_id, action, note, self.clock(), phase),
             )
-            self._event(EventKind(f"gate_{action}"), None, {"gate_id": gate_id, "note": note})
+            scope = {} if phase is None else {"phase": phase}
+            self._event(EventKind(f"gate_{action}"), None, {"gate_id": gate_id, "note": note, **scope})
 
-    def operator_action(self, gate_id: str) -> OperatorAction | None:
-        """The operator's latest word on a gate (approved or waived), if any."""
+    def operator_action(self, gate_id: str, phase: str | None = None) -> OperatorAction | None:
+        """The operator's latest word on a gate (approved or waived), if any; with `phase`, only one that
+        names that phase's gate or no phase at all, so one phase's approval never stands for another's."""
         row = self._conn.execute(
-            "SELECT * FROM operator_actions WHERE gate_id=? ORDER BY seq DESC LIMIT 1", (gate_id,)
+            "SELECT * FROM operator_actions WHERE gate_id=? AND (? IS NULL OR phase IS NULL OR phase=?)"
+            " ORDER BY seq DESC LIMIT 1", (gate_id, phase, phase)
         ).fetchone()
         return None if row is None else OperatorAction.from_row(row)
+
+    # -- reviews -----------------------------------------------------------------------------
+    def review(self, phase: str, gate_id: str, attempt: int) -> ReviewRecord | None:
+        """The reviewer call of a gate for one phase attempt, if one was asked."""
+        row = self._conn.execute("SELECT * FROM reviews WHERE phase=? AND gate_id=? AND attempt=?",
+                                 (phase, gate_id, attempt)).fetchone()
+        return None if row is None else ReviewRecord.from_row(row)
+
+    def review_asked(self, phase: str, gate_id: str, attempt: int) -> None:
+        """Commit that a reviewer is being asked, before its CLI starts: after a crash it is never asked again unseen."""
+        with self.transaction():
+            self._conn.execute("INSERT INTO reviews (phase, gate_id, attempt, asked_at) VALUES (?, ?, ?, ?)",
+                               (phase, gate_id, attempt, self.clock()))
+
+    def review_answered(self, phase: str, gate_id: str, attempt: int, *, answer: dict[str, Any],
+                        audit: dict[str, str], cost_usd: float | None) -> None:
+        """Commit a reviewer's answer, the sha256 of its audit files and its cost in one transaction (billed once)."""
+        now = self.clock()
+        with self.transaction():
+            self._conn.execute(
+                "UPDATE reviews SET answered_at=?, answer=?, audit=? WHERE phase=? AND gate_id=? AND attempt=?",
+                (now, json.dumps(answer, sort_keys=True, default=str), json.dumps(audit, sort_keys=True),
+                 phase, gate_id, attempt))
+            if cost_usd is not None:
+                self._conn.execute("INSERT INTO ledger (ts, kind, phase, seconds, amount_usd, note)"
+                                   " VALUES (?, 'review', ?, NULL, ?, ?)", (now, phase, cost_usd, f"gate {gate_id}"))
+
+    def artifact_digests(self, phase: str) -> dict[str, str]:
+        """The journaled sha256 of each artifact of a phase's last successful attempt, by path."""
+        rows = self._conn.execute("SELECT path, sha256 FROM artifacts WHERE phase=?", (phase,)).fetchall()
+        return {r["path"]: r["sha256"] for r in rows}
 
     # -- telemetry -----------------------------------------------------------------------------
     def record_gpu_samples(self, phase: str | None, samples: list) -> None:
@@ -436,6 +601,16 @@ class Journal:
 
     def command(self, command_id: int) -> CommandRecord:
         return CommandRecord.from_row(self._conn.execute("SELECT * FROM commands WHERE id=?", (command_id,)).fetchone())
+
+    def last_command_id(self) -> int:
+        """The id of the newest command (0 when none was ever posted)."""
+        return int(self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM commands").fetchone()[0])
+
+    def handled_stops_after(self, command_id: int) -> list[CommandRecord]:
+        """Stop commands posted after `command_id` that were already handled (by a stop with no live controller)."""
+        rows = self._conn.execute("SELECT * FROM commands WHERE kind='stop' AND id>? AND handled_at IS NOT NULL"
+                                  " ORDER BY id", (command_id,))
+        return [CommandRecord.from_row(r) for r in rows]
 
     def mark_command_handled(self, command_id: int, result: str) -> None:
         with self.transaction():

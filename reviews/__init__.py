@@ -1,6 +1,7 @@
 """Reviewer CLIs at gate boundaries: presets, strict decisions, cost, redaction, isolation."""
 
 # Route lives on the floor (the controller routes too); re-exported for `from phasegate.reviews import Route`.
+from phasegate.floor.redact import Redactor, redact, write_private
 from phasegate.floor.states import Route
 from phasegate.reviews.config import (
     DEFAULT_KEY_ENV,
@@ -21,7 +22,6 @@ from phasegate.reviews.outcome import ReviewOutcome, TokenUsage
 from phasegate.reviews.parse import ReviewerOutput, parse_output
 from phasegate.reviews.presets import Invocation, build_invocation
 from phasegate.reviews.prompt import ReviewRequest, new_nonce, render_prompt
-from phasegate.reviews.redact import Redactor, redact, write_private
 from phasegate.reviews.runner import RunOptions, run_review
 
 __all__ = [

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from phasegate.floor.redact import Redactor, write_private
 from phasegate.reviews.config import ReviewerSpec
 from phasegate.reviews.outcome import AttemptRecord, ReviewOutcome
 from phasegate.reviews.prompt import ReviewRequest
-from phasegate.reviews.redact import Redactor, write_private
 
 
 @dataclass(frozen=True)
@@ -102,11 +102,21 @@ def meta(
     }
 
 
-def write_audit(
-    out_dir: Path, ctx: AuditContext, records: Sequence[AttemptRecord], outcome: ReviewOutcome
-) -> None:
-    """Write output.txt, then meta.json (which hashes it), both redacted and mode 0600."""
+def audit_texts(
+    ctx: AuditContext, records: Sequence[AttemptRecord], outcome: ReviewOutcome
+) -> dict[str, str]:
+    """The redacted text of output.txt and of meta.json (which hashes it), in the order they are written."""
     text = ctx.redactor.redact(output_text(records))
-    write_private(out_dir / "output.txt", text)
     data = ctx.redactor.redact_obj(meta(ctx, records, outcome, text))
-    write_private(out_dir / "meta.json", json.dumps(data, indent=2) + "\n")
+    return {"output.txt": text, "meta.json": json.dumps(data, indent=2) + "\n"}
+
+
+def audit_digests(prompt: str, texts: dict[str, str]) -> dict[str, str]:
+    """The sha256 of every audit file of a call (prompt.md included), as it is written to disk."""
+    return {name: _sha256(text) for name, text in {"prompt.md": prompt, **texts}.items()}
+
+
+def write_audit(out_dir: Path, texts: dict[str, str]) -> None:
+    """Write the audit files (output.txt, then meta.json), mode 0600."""
+    for name, text in texts.items():
+        write_private(out_dir / name, text)

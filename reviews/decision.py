@@ -117,7 +117,15 @@ def _pick(candidates: list[dict[str, Any]]) -> dict[str, Any] | str:
 
 
 def parse_decision(text: str, *, gate_id: str, nonce: str) -> Verdict:
-    """Extract and validate the one decision object for this gate and nonce from `text`."""
+    """Extract and validate the one decision object for this gate and nonce from `text`; never raises."""
+    try:
+        return _parse_decision(text, gate_id=gate_id, nonce=nonce)
+    except Exception as exc:  # noqa: BLE001 - an answer that breaks the parser is a reviewer error (pause), never a stop
+        return reviewer_error(f"the reviewer's answer could not be parsed ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+def _parse_decision(text: str, *, gate_id: str, nonce: str) -> Verdict:
+    """The verdict of `text`; may raise on input the JSON decoder cannot take (nesting too deep)."""
     picked = _pick(_candidates(text))
     if isinstance(picked, str):
         return reviewer_error(picked)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +57,10 @@ class AttemptRecord:
 
 
 def _total(values: Sequence[float | int | None]) -> Any:
-    """Sum of the known values, None when none is known."""
+    """Sum of the known values, None when none is known or the sum is no finite number (never an infinite bill)."""
     known = [v for v in values if v is not None]
-    return sum(known) if known else None
+    total = sum(known) if known else None
+    return None if isinstance(total, float) and not math.isfinite(total) else total
 
 
 def build_outcome(

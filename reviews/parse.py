@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -45,8 +46,8 @@ def _json_object(text: str) -> dict[str, Any] | None:
 
 
 def _as_int(value: Any) -> int | None:
-    """An int from a JSON number, else None."""
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """An int from a finite JSON number, else None."""
+    return int(value) if _is_number(value) else None
 
 
 def _sum_ints(*values: Any) -> int | None:
@@ -88,8 +89,10 @@ def parse_claude(stdout: str, stderr: str, last_message: str | None) -> Reviewer
 
 
 def _is_number(value: Any) -> bool:
-    """True for JSON numbers (bools excluded)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """True for finite JSON numbers (bools excluded; `1e999` parses as infinity, which no count or cost is)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def parse_codex(stdout: str, stderr: str, last_message: str | None) -> ReviewerOutput:
@@ -192,8 +195,14 @@ PARSERS: dict[str, Callable[[str, str, str | None], ReviewerOutput]] = {
 def parse_output(
     spec: ReviewerSpec, stdout: str, stderr: str, last_message: str | None = None
 ) -> ReviewerOutput:
-    """Parse one attempt's output in `spec`'s format (cost as reported by the CLI, if any)."""
-    return PARSERS[spec.kind](stdout, stderr, last_message)
+    """Parse one attempt's output in `spec`'s format (cost as reported by the CLI, if any).
+
+    Output no parser can take (nesting too deep for the JSON decoder, say) is a failed output, never an exception.
+    """
+    try:
+        return PARSERS[spec.kind](stdout, stderr, last_message)
+    except Exception as exc:  # noqa: BLE001 - reviewer garbage must pause the session as a reviewer error, never stop it
+        return _failed(f"the reviewer's output could not be read ({type(exc).__name__}: {str(exc)[:200]})")
 
 
 def resolve_cost(
@@ -224,4 +233,8 @@ def priced(tokens_in: int | None, tokens_out: int | None, spec: ReviewerSpec) ->
     billable = [(n, p) for n, p in parts if n is not None and p is not None]
     if not billable:
         return None
-    return sum(n * p for n, p in billable) / 1_000_000
+    try:
+        total = sum(n * p for n, p in billable) / 1_000_000
+    except OverflowError:  # a token count too large for a float is no price: fall back as without tokens
+        return None
+    return total if math.isfinite(total) else None

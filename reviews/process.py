@@ -2,18 +2,21 @@
 
 # Reading never waits for EOF alone: a grandchild may inherit the pipes and keep them open
 # after the reviewer exits, so reading stops at the timeout, or a short grace after the direct
-# child exits. The whole process group is killed at the end either way.
+# child exits. Its whole tree (floor/processes.py: group, tagged escapees) is killed at the end
+# either way, a sentinel kills it should the controller die, and a stop signal to the controller
+# ends it at once.
 
 from __future__ import annotations
 
 import os
 import selectors
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from phasegate.floor.processes import StopSignal, new_tag, spawn_contained, stop_signal
 
 Clock = Callable[[], float]
 
@@ -22,6 +25,8 @@ DEFAULT_MAX_OUTPUT_BYTES = 8 * 1024 * 1024
 _CHUNK = 65536
 # Only used where pidfd is unavailable: how often to look for the child's exit.
 _POLL_S = 0.05
+# How often to look for a stop signal that reached the controller.
+_STOP_CHECK_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class _Pump:
         # Deadlines use the real monotonic clock, whatever clock measures durations.
         exited_at: float | None = None
         while True:
+            if (signum := stop_signal()) is not None:
+                raise StopSignal(signum)
             now = time.monotonic()
             if exited_at is None and self.child_exited():
                 exited_at = now
@@ -99,7 +106,7 @@ class _Pump:
             if now >= deadline:
                 return True, False
             limit = deadline if exited_at is None else min(deadline, exited_at + grace_s)
-            wait = max(0.0, limit - now)
+            wait = min(max(0.0, limit - now), _STOP_CHECK_S)
             if self._pidfd is None:
                 wait = min(wait, _POLL_S)
             for key, _ in self._sel.select(wait):
@@ -153,14 +160,6 @@ class _Pump:
                 stream.close()
 
 
-def kill_group(pgid: int) -> None:
-    """SIGKILL every process left in the group (no-op when the group is already gone)."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def run_bounded(
     argv: Sequence[str],
     *,
@@ -172,31 +171,33 @@ def run_bounded(
     max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
     clock: Clock = time.monotonic,
 ) -> ProcessResult:
-    """Run `argv` (no shell) in a new session; kill its group on timeout and when done."""
+    """Run `argv` (no shell) contained in a new session; kill its tree on timeout, on a stop and when done."""
     # `clock` only measures the reported duration, so a frozen test clock cannot stop timeouts.
     start = clock()
     try:
-        proc = subprocess.Popen(
+        process = spawn_contained(
             list(argv),
+            tag=new_tag("review"),
+            env=dict(env),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
-            env=dict(env),
-            start_new_session=True,
             close_fds=True,
         )
     except OSError as exc:
         return ProcessResult(
             None, b"", b"", clock() - start, spawn_error=f"{type(exc).__name__}: {exc}"
         )
+    proc = process.popen
     pump = _Pump(proc, stdin, max_bytes)
     try:
         timed_out, held_open = pump.run(time.monotonic() + timeout_s, grace_s)
     finally:
         # The child is still unreaped here, so its pid cannot be reused as a group id yet.
-        kill_group(proc.pid)
+        process.end(grace_s=0)
         exit_code = proc.wait()
+        process.release()
         pump.close()
     return ProcessResult(
         exit_code=exit_code,

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from phasegate.floor.redact import Redactor
 from phasegate.reviews.decision import Decision
-from phasegate.reviews.redact import Redactor
 
 UNTRUSTED_LABEL = "UNTRUSTED DATA"
 

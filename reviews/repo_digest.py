@@ -1,4 +1,4 @@
-"""A content digest of a repository tree, to prove a reviewer left the repo untouched."""
+"""A content digest of a repository tree (`.git/` included: hooks and config run code), to prove a reviewer left it untouched."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _relative_excludes(root: Path, exclude: Iterable[str]) -> set[str]:
     return rels
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
     """sha256 of one file's bytes, or a marker naming why it could not be read."""
     digest = hashlib.sha256()
     try:
@@ -39,7 +39,7 @@ def _file_digest(path: Path) -> str:
 
 
 def _entries(root: Path, excluded: set[str]) -> Iterable[str]:
-    """One line per directory, file and symlink under `root`, sorted, `.git` skipped."""
+    """One line per directory, file and symlink under `root`, sorted."""
     for dirpath, dirnames, filenames in os.walk(root):
         base = Path(dirpath)
         rel_dir = base.relative_to(root).as_posix()
@@ -47,7 +47,7 @@ def _entries(root: Path, excluded: set[str]) -> Iterable[str]:
         kept = []
         for name in sorted(dirnames):
             rel = prefix + name
-            if name == ".git" or rel in excluded:
+            if rel in excluded:
                 continue
             if (base / name).is_symlink():
                 yield f"L {rel} -> {os.readlink(base / name)}"
@@ -63,11 +63,11 @@ def _entries(root: Path, excluded: set[str]) -> Iterable[str]:
             if path.is_symlink():
                 yield f"L {rel} -> {os.readlink(path)}"
             else:
-                yield f"F {rel} {_file_digest(path)}"
+                yield f"F {rel} {file_digest(path)}"
 
 
 def tree_digest(root: Path, exclude: Iterable[str] = ()) -> str:
-    """sha256 over every path and file content under `root` (skipping `.git` and `exclude`)."""
+    """sha256 over every path and file content under `root`, `.git/` included, `exclude` left out."""
     root = Path(root).resolve()
     digest = hashlib.sha256()
     for entry in _entries(root, _relative_excludes(root, exclude)):

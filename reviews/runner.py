@@ -6,7 +6,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -14,7 +14,8 @@ from types import MappingProxyType
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 from tenacity.wait import wait_base
 
-from phasegate.reviews.audit import AuditContext, write_audit
+from phasegate.floor.redact import Redactor, write_private
+from phasegate.reviews.audit import AuditContext, audit_digests, audit_texts, write_audit
 from phasegate.reviews.config import ReviewerSpec
 from phasegate.reviews.decision import (
     Verdict,
@@ -33,7 +34,6 @@ from phasegate.reviews.process import (
     run_bounded,
 )
 from phasegate.reviews.prompt import ReviewRequest, redacted_evidence, render_prompt
-from phasegate.reviews.redact import Redactor, write_private
 from phasegate.reviews.repo_digest import tree_digest
 
 ALLOWED_ENV = frozenset({"PATH", "HOME", "LANG", "TERM", "TMPDIR"})
@@ -44,6 +44,14 @@ RATE_LIMITED = re.compile(
 DEFAULT_WAIT: wait_base = wait_random_exponential(multiplier=2, max=60)
 
 
+def _nothing() -> None:
+    """The default `on_asked`: nobody journals the call."""
+
+
+def _ignored(outcome: ReviewOutcome, audit: Mapping[str, str]) -> None:
+    """The default `on_answered`: nobody journals the answer."""
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """Knobs of the runner that tests and callers may change."""
@@ -52,6 +60,10 @@ class RunOptions:
     grace_s: float = DEFAULT_GRACE_S
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     repo_exclude: Sequence[str] = field(default_factory=tuple)
+    # Called right before the reviewer's first attempt starts, and with the final outcome and the sha256 of the
+    # audit files before those are written: the caller journals the call there, so a crash never bills it twice.
+    on_asked: Callable[[], None] = _nothing
+    on_answered: Callable[[ReviewOutcome, Mapping[str, str]], None] = _ignored
 
 
 class _Transient(Exception):
@@ -201,6 +213,15 @@ def _redacted(verdict: Verdict, redactor: Redactor) -> Verdict:
     )
 
 
+def _final_verdict(records: Sequence[AttemptRecord], request: ReviewRequest, spec: ReviewerSpec,
+                   redactor: Redactor) -> Verdict:
+    """The last attempt's verdict, redacted; an answer any step cannot take is a reviewer error (pause, never stop)."""
+    try:
+        return _redacted(verdict_of(records[-1], request, spec), redactor)
+    except Exception as exc:  # noqa: BLE001 - e.g. RecursionError masking deeply nested changes
+        return reviewer_error(f"the reviewer's answer could not be taken ({type(exc).__name__}: {str(exc)[:200]})")
+
+
 def _repo_excludes(repo_dir: Path, options: RunOptions, out_dir: Path) -> list[str]:
     """Paths left out of the repo digest: the caller's, plus out_dir when it lies inside."""
     excludes = list(options.repo_exclude)
@@ -244,8 +265,9 @@ def run_review(
         scratch = Path(scratch_name)
         write_private(scratch / PROMPT_FILE, prompt)
         write_private(scratch / "evidence.json", redacted_evidence(request, redactor))
+        options.on_asked()
         records = _run_attempts(spec, prompt, request, scratch, env, options, clock)
-    verdict = _redacted(verdict_of(records[-1], request, spec), redactor)
+    verdict = _final_verdict(records, request, spec, redactor)
     after = _digest(repo, excludes)
     repo_modified = before != after
     if repo_modified:
@@ -253,7 +275,7 @@ def run_review(
     outcome = build_outcome(
         records, verdict, out_dir=out_dir, duration_s=clock() - started, repo_modified=repo_modified
     )
-    write_audit(
-        out_dir, AuditContext(request, spec, prompt, redactor, (before, after)), records, outcome
-    )
+    texts = audit_texts(AuditContext(request, spec, prompt, redactor, (before, after)), records, outcome)
+    options.on_answered(outcome, audit_digests(prompt, texts))
+    write_audit(out_dir, texts)
     return outcome

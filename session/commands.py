@@ -8,6 +8,7 @@ from phasegate.floor.errors import InvalidInput
 from phasegate.floor.rundir import ControllerLock
 from phasegate.journal.records import CommandRecord
 from phasegate.journal.store import Journal
+from phasegate.session.gating import gate_phases
 from phasegate.session.runs import OpenRun
 
 COMMAND_KINDS = ("stop", "approve", "waive")
@@ -17,10 +18,10 @@ def apply_command(journal: Journal, command: CommandRecord) -> str:
     """Apply one queued command to the journal and mark it handled; returns what was done."""
     args, kind = command.args, command.kind
     if kind == "approve":
-        journal.record_operator_action(args["gate_id"], "approved", args.get("note") or "")
+        journal.record_operator_action(args["gate_id"], "approved", args.get("note") or "", phase=args.get("phase"))
         result = f"approved {args['gate_id']}"
     elif kind == "waive":
-        journal.record_operator_action(args["gate_id"], "waived", args["reason"])
+        journal.record_operator_action(args["gate_id"], "waived", args["reason"], phase=args.get("phase"))
         result = f"waived {args['gate_id']}"
     elif kind == "stop":
         result = "stop requested"
@@ -30,39 +31,66 @@ def apply_command(journal: Journal, command: CommandRecord) -> str:
     return result
 
 
-def submit(run: OpenRun, kind: str, args: dict, *, wait_s: float = 10.0) -> tuple[str, bool]:
+def submit(run: OpenRun, kind: str, args: dict, *, wait_s: float = 10.0, clock=time.time) -> tuple[str, bool]:
     """Queue a command; with no live controller, apply it here. Returns (result, handled_by_live_controller)."""
     if kind not in COMMAND_KINDS:
         raise InvalidInput(f"unknown command {kind!r}")
+    if "gate_id" in args:  # an approval or a waiver is for the gate of one phase, never another's
+        args = {**args, "phase": gate_phases(run.loaded.spec.phases).get(args["gate_id"])}
     command_id = run.journal.post_command(kind, args)
-    lock = ControllerLock(run.run_dir)
-    if lock.acquire():  # nobody runs this session now: act as its controller for this one command
-        try:
-            command = run.journal.command(command_id)
-            if command.handled_at is None:
-                return apply_command(run.journal, command), False
-            return command.result, False
-        finally:
-            lock.release()
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
+    while True:
+        # The lock is tried again each time: a controller that ends without reading the command leaves it to us.
+        if (done := _apply_without_controller(run, command_id, clock)) is not None:
+            return done
         command = run.journal.command(command_id)
         if command.handled_at is not None:
             return command.result, True
+        if time.monotonic() >= deadline:
+            return "queued; the controller will apply it at its next check", True
         time.sleep(0.05)
-    return "queued; the controller will apply it at its next check", True
+
+
+def _apply_without_controller(run: OpenRun, command_id: int, clock) -> tuple[str, bool] | None:
+    """Holding the controller lock, act as the run's controller for this one command; None while one is live."""
+    lock = ControllerLock(run.run_dir)
+    if not lock.acquire():
+        return None
+    try:
+        command = run.journal.command(command_id)
+        if command.handled_at is not None:  # a controller applied it before it ended
+            return command.result, True
+        if command.kind == "stop":
+            return _stop_here(run, command, clock), False
+        return apply_command(run.journal, command), False
+    finally:
+        lock.release()
+
+
+def _stop_here(run: OpenRun, command: CommandRecord, clock) -> str:
+    """Stop a run no controller executes (paused, or left by a crash): end its leftovers, journal it, report it."""
+    from phasegate.floor.states import SessionState
+    from phasegate.session.reporting import Reporter
+    from phasegate.session.runner import end_leftovers
+
+    reason = command.args.get("reason") or "no reason given"
+    end_leftovers(run.run_dir.root, run.journal.open_attempts())
+    state = run.journal.session_state()
+    if state in (SessionState.COMPLETED, SessionState.STOPPED):
+        result = f"the run is already {state}; nothing to stop"
+    else:
+        run.journal.set_session_state(SessionState.STOPPED, f"operator stop: {reason}")
+        reporter = Reporter(run, clock)
+        reporter.incident("operator_stop", None, None, {"reason": reason})
+        reporter.checkpoint(None)
+        result = "stopped"
+    # Older stops still queued are answered by this one: a later resume must not stop again on them.
+    for pending in run.journal.pending_commands():
+        if pending.kind == "stop":
+            run.journal.mark_command_handled(pending.id, result)
+    return result
 
 
 def stop_idle_run(run: OpenRun, reason: str, clock=time.time) -> str:
-    """Stop a run no controller is executing (paused, or left by a crash): journal it, report it."""
-    from phasegate.floor.states import SessionState
-    from phasegate.session.reporting import Reporter
-
-    state = run.journal.session_state()
-    if state in (SessionState.COMPLETED, SessionState.STOPPED):
-        return f"the run is already {state}; nothing to stop"
-    run.journal.set_session_state(SessionState.STOPPED, f"operator stop: {reason}")
-    reporter = Reporter(run, clock)
-    reporter.incident("operator_stop", None, None, {"reason": reason})
-    reporter.checkpoint(None)
-    return "stopped"
+    """Stop a run: here, under the controller lock, when no controller runs it; else through its live controller."""
+    return submit(run, "stop", {"reason": reason}, clock=clock)[0]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phasegate.floor.errors import ExitCode, RunDirError
+from phasegate.floor.errors import ExitCode, InvalidInput, RunDirError
 from phasegate.floor.events import (
     EARLY_STOP_EXIT,
     ArtifactEvent,
@@ -24,10 +25,12 @@ from phasegate.floor.events import (
     StopEvent,
 )
 from phasegate.floor.faults import child_faults, crash_point
+from phasegate.floor.processes import StopSignal, owning_processes, stop_signal
+from phasegate.floor.redact import Redactor
 from phasegate.floor.states import PhaseState, Route, SessionState
 from phasegate.journal.events import EventKind
 from phasegate.journal.store import STORAGE_ERRORS, is_disk_full
-from phasegate.reviews.redact import Redactor
+from phasegate.session.artifacts import refusal, verify_completed
 from phasegate.session.budget import BudgetMeter
 from phasegate.session.gating import (
     StageOutcome,
@@ -43,8 +46,9 @@ from phasegate.session.runner import (
     ChildExit,
     Interruption,
     Trigger,
-    end_process_group,
-    process_is,
+    attempt_tag,
+    end_leftovers,
+    run_scope,
     spawn,
 )
 from phasegate.session.runs import OpenRun
@@ -76,7 +80,9 @@ class Controller:
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.reporter = Reporter(run, clock)
         self.inputs = PhaseInputs(run, self.reporter)
-        self.redactor = Redactor(self.base_env)  # secrets never reach a log, a checkpoint or a report
+        # Secrets (the environment's and the session file's `env` tables') never reach a log, the journal or a report.
+        self.redactor = Redactor(self.base_env, extra=[phase.env for phase in run.loaded.spec.phases])
+        self.journal.redactor = self.redactor
         reader = gpu_reader or default_reader(self.base_env)
         self.meter = BudgetMeter(self.journal, hourly_rate(run.loaded.spec.session, reader), clock)
         self.watchdog = Watchdog(self.journal, run.loaded.spec.session, reader, self.meter)
@@ -86,6 +92,8 @@ class Controller:
         self._artifact_paths: list[Path] = []
         self._stop_event: dict[str, Any] | None = None
         self._oom_line: str | None = None
+        # A stop posted from here on, even one handled before this controller takes the lock, is this run's stop.
+        self._commands_seen = self.journal.last_command_id()
 
     # -- public ------------------------------------------------------------------------------
     def execute(self) -> ExitCode:
@@ -97,7 +105,19 @@ class Controller:
             raise RunDirError(f"{self.run.run_dir.root}: another phasegate controller is running this run; "
                               f"watch it with `phasegate status {self.run.run_dir.root}`")
         try:
-            return self._execute()
+            # Orphans of the phases become ours, SIGTERM and SIGINT are a stop (see floor/processes.py).
+            with owning_processes(run_scope(self.run.run_dir.root)):
+                if self._stopped_while_starting():
+                    self.journal.append_event(EventKind.LOG, None, {"message": "a stop arrived while this resume was "
+                                                                    "starting: the run stays stopped"})
+                    return ExitCode.STOPPED
+                try:
+                    return self._execute()
+                except StopSignal as stop:
+                    return self._stop_on_signal(stop.signum)
+        except InvalidInput as exc:  # the user's to fix (a phase cannot start, say): stopped, not an internal error
+            self._stop_on_invalid_input(exc)
+            raise
         except STORAGE_ERRORS as exc:
             if not is_disk_full(exc):
                 self._fail(exc)
@@ -113,6 +133,7 @@ class Controller:
     # -- the loop ----------------------------------------------------------------------------
     def _execute(self) -> ExitCode:
         self._reconcile()
+        verify_completed(self.run)  # a later phase must not build on a deleted or changed artifact
         if self.journal.session_state() == SessionState.COMPLETED:
             self._publish()
             return ExitCode.COMPLETED
@@ -211,8 +232,12 @@ class Controller:
         env = {**inherited, **phase.env, "PHASEGATE_RUN_DIR": str(self.run.run_dir.root),
                "PHASEGATE_PHASE": phase.id, "PHASEGATE_ATTEMPT": str(attempt), "PHASEGATE_ARTIFACTS": str(artifacts),
                "PHASEGATE_PARAMS": json.dumps(params, sort_keys=True, default=str)}
-        child = spawn(argv, cwd=self.run.session_dir, env=env, log_path=self.run.run_dir.log(phase.id),
-                      redact=self.redactor.redact)
+        try:
+            child = spawn(argv, cwd=self.run.session_dir, env=env, log_path=self.run.run_dir.log(phase.id),
+                          redact=self.redactor.redact, tag=attempt_tag(self.run.run_dir.root, phase.id, attempt))
+        except OSError as exc:  # what no check foresaw (a script without `#!`, say): the user's to fix
+            raise InvalidInput(f"phase {phase.id!r} cannot start: {argv[0]}: {exc.strerror or exc}; fix it, then "
+                               f"continue with `phasegate resume {self.run.run_dir.root}`") from None
         self.journal.attempt_spawned(phase.id, attempt, child.pid, child.start_time)
         crash_point("after_spawn")
         self.watchdog.start(phase, child.pid)
@@ -267,21 +292,26 @@ class Controller:
                 self.journal.record_metric(phase_id, name, value)
                 self.watchdog.metric(name, value)
             case ArtifactEvent(path=path):
-                self._artifact_paths.append(Path(path))
+                if (problem := refusal(Path(path), self.run.run_dir.artifacts(phase_id))) is None:
+                    self._artifact_paths.append(Path(path))
+                else:  # never read: a phase may not hand the controller /etc/shadow as its output
+                    self.journal.record_warning(EventKind.ARTIFACT_REFUSED, phase_id, {"path": path, "error": problem})
             case StopEvent(trigger=trigger, summary=summary):
                 self._stop_event = event
                 self.journal.append_event(EventKind.EARLY_STOP_REQUESTED, phase_id,
                                           {"trigger": trigger, "summary": summary})
             case HeartbeatEvent():
                 self.journal.touch(phase_id)
-            case LogEvent(message=message):
-                self.journal.append_event(EventKind.LOG, phase_id, {"message": self.redactor.redact(message[:2000])})
-            case InvalidEvent():
-                self.journal.append_event(EventKind.INVALID_EVENT, phase_id, {"event": event.journaled})
+            case LogEvent(message=message):  # the journal masks, then cuts it short
+                self.journal.append_event(EventKind.LOG, phase_id, {"message": message})
+            case InvalidEvent():  # a warning, bounded in size and in number; the phase goes on
+                self.journal.record_warning(EventKind.INVALID_EVENT, phase_id, event.journaled)
         self._publish()
 
     def _on_tick(self, last_output: float) -> Interruption | None:
         self._publish()
+        if (signum := stop_signal()) is not None:
+            return Interruption(Trigger.SIGNAL, f"stopped by {signal.Signals(signum).name}")
         stop = self._stop_requested()
         if stop is not None:
             return Interruption(Trigger.OPERATOR_STOP, f"operator stop: {stop}")
@@ -292,6 +322,8 @@ class Controller:
         """Handle queued commands; returns the reason of a stop request, if any."""
         from phasegate.session.commands import apply_command
 
+        if (signum := stop_signal()) is not None:
+            raise StopSignal(signum)
         for command in self.journal.pending_commands():
             apply_command(self.journal, command)
             self._publish()
@@ -308,6 +340,22 @@ class Controller:
         self._publish()
         return ExitCode.STOPPED
 
+    def _stop_on_signal(self, signum: int) -> ExitCode:
+        """SIGTERM or SIGINT outside a phase's child (between phases, in a reviewer): stop where the run stands."""
+        phase_id = self.journal.running_phase()
+        name = signal.Signals(signum).name
+        self.meter.tick(phase_id, force=True)
+        self.journal.set_session_state(SessionState.STOPPED, f"stopped by {name}")
+        self.reporter.incident(str(Trigger.SIGNAL), phase_id, None, {"reason": f"stopped by {name}", "signal": name})
+        self.reporter.checkpoint(phase_id)
+        self._publish()
+        return ExitCode.STOPPED
+
+    def _stopped_while_starting(self) -> bool:
+        """True when a stop was handled without us after this controller was made (it raced our start)."""
+        return (self.journal.session_state() == SessionState.STOPPED
+                and bool(self.journal.handled_stops_after(self._commands_seen)))
+
     def _pause(self, phase: PhaseSpec, outcome: PhaseOutcome) -> ExitCode:
         self.meter.tick(None, force=True)
         self.journal.set_session_state(SessionState.PAUSED, outcome.reason)
@@ -317,6 +365,15 @@ class Controller:
         self.reporter.checkpoint(None)
         self._publish()
         return ExitCode.PAUSED
+
+    def _stop_on_invalid_input(self, exc: InvalidInput) -> None:
+        """Leave a run stopped by bad input resumable once it is fixed; the error itself is the message."""
+        try:
+            if self.journal.session_state() == SessionState.RUNNING:
+                self.journal.set_session_state(SessionState.STOPPED, str(exc))
+                self.reporter.checkpoint(self.journal.running_phase())
+        except Exception:  # noqa: BLE001 - a damaged journal: the input error is still the message that matters
+            pass
 
     def _fail(self, exc: Exception) -> None:
         """An internal error: record it so the run is never left looking alive."""
@@ -339,9 +396,10 @@ class Controller:
     # -- resume ------------------------------------------------------------------------------
     def _reconcile(self) -> None:
         """End what a crashed controller left running and discard its unfinished attempts."""
-        for open_attempt in self.journal.open_attempts():
-            if open_attempt.pid is not None and process_is(open_attempt.pid, open_attempt.pid_start):
-                end_process_group(open_attempt.pid)
+        open_attempts = self.journal.open_attempts()
+        # Whether or not a group's leader is alive: a wrapper's workers must not run beside the next attempt.
+        end_leftovers(self.run.run_dir.root, open_attempts)
+        for open_attempt in open_attempts:
             shutil.rmtree(self.run.run_dir.artifacts(open_attempt.phase), ignore_errors=True)
             self.journal.discard_attempt(open_attempt.phase, open_attempt.attempt, "interrupted by a controller crash")
 

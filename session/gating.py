@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from phasegate.floor.rundir import RunDir
 from phasegate.floor.states import Route, effective_gate_status
 from phasegate.gates.base import Gate, GateContext, GateResult, GateStatus
-from phasegate.journal.records import GateRecord
+from phasegate.journal.records import GateRecord, ReviewRecord
 from phasegate.journal.store import Journal
 from phasegate.session.spec import GateSpec, PhaseSpec
 
@@ -78,10 +79,16 @@ def recheck_gates(phases: list[PhaseSpec], phase: PhaseSpec) -> list[DeclaredGat
             if gate.gate.rechecks_every_phase]
 
 
+def gate_phases(phases: list[PhaseSpec]) -> dict[str, str]:
+    """Every gate id a session declares, in order, with the ids of policy re-checks: the phase each gates."""
+    gates = [g for p in phases for stage in ("pre", "post") for g in declared_gates(p, stage)]
+    gates += [g for p in phases for g in recheck_gates(phases, p)]
+    return {g.gate_id: g.phase_id for g in gates}
+
+
 def all_gate_ids(phases: list[PhaseSpec]) -> list[str]:
     """Every gate id a session declares, in order, with the ids of policy re-checks."""
-    ids = [g.gate_id for p in phases for stage in ("pre", "post") for g in declared_gates(p, stage)]
-    return ids + [g.gate_id for p in phases for g in recheck_gates(phases, p)]
+    return list(gate_phases(phases))
 
 
 def _evaluate(gate: DeclaredGate, context: GateContext) -> GateResult:
@@ -99,15 +106,42 @@ def _reusable(row: GateRecord | None, gate: DeclaredGate) -> bool:
     return row.status in ("pass", "warn") or (gate.gate.costly and row.status in ("fail", "pending"))
 
 
-def _operator_override(journal: Journal, gate_id: str, status: GateStatus) -> tuple[GateStatus, str | None]:
-    """Apply the operator's latest word on a gate: (effective status, the operator's note)."""
-    action = journal.operator_action(gate_id)
+def _operator_override(journal: Journal, gate: DeclaredGate, status: GateStatus) -> tuple[GateStatus, str | None]:
+    """Apply the operator's latest word on this phase's gate: (effective status, the operator's note)."""
+    action = journal.operator_action(gate.gate_id, gate.phase_id)
     if action is None:
         return status, None
     return effective_gate_status(status, action.action, action.note)
 
 
 ContextFactory = Callable[[DeclaredGate, int], GateContext]
+
+
+@dataclass(frozen=True)
+class JournalReviewLog:
+    """A review gate's calls for one phase attempt, kept in the journal (the cost goes to the ledger with the answer)."""
+
+    journal: Journal
+    phase: str
+    gate_id: str
+    attempt: int
+
+    def recorded(self) -> ReviewRecord | None:
+        """The journal's record of this call, if it was asked."""
+        return self.journal.review(self.phase, self.gate_id, self.attempt)
+
+    def asked(self) -> None:
+        """Commit the call before the reviewer starts."""
+        self.journal.review_asked(self.phase, self.gate_id, self.attempt)
+
+    def answered(self, answer: Mapping[str, Any], audit: Mapping[str, str], cost_usd: float | None) -> None:
+        """Commit the answer, its audit sha256 and its cost together."""
+        self.journal.review_answered(self.phase, self.gate_id, self.attempt, answer=dict(answer), audit=dict(audit),
+                                     cost_usd=cost_usd)
+
+    def artifacts(self) -> Mapping[str, str]:
+        """The journaled sha256 of the phase's artifacts."""
+        return self.journal.artifact_digests(self.phase)
 
 
 def _approved(note: str | None, summary: str) -> str:
@@ -118,7 +152,7 @@ def _reused(journal: Journal, gate: DeclaredGate, row: GateRecord, on_decided: C
     """A decision kept from before; a pending one the operator approved since is journaled as passed,
     so that every reader (status, checkpoints, a later phase vetting its inputs) sees the approval."""
     status, summary, evidence = GateStatus(row.status), row.summary, row.evidence
-    effective, note = _operator_override(journal, gate.gate_id, status)
+    effective, note = _operator_override(journal, gate, status)
     if status == GateStatus.PENDING and effective == GateStatus.PASS:
         status, summary = effective, _approved(note, summary)
         journal.record_gate(gate_id=gate.gate_id, phase=gate.phase_id, attempt=row.attempt, stage=gate.stage,
@@ -132,12 +166,13 @@ def _decide(journal: Journal, gate: DeclaredGate, attempt: int, make_context: Co
             on_decided: Callable[[], None]) -> tuple[GateStatus, str, dict, bool]:
     """One gate's decision for an attempt (status, summary, evidence, decided now): reused when already
     decided, else evaluated and journaled."""
-    row = journal.gate_decision(gate.gate_id, attempt)
+    row = journal.gate_decision(gate.gate_id, attempt, phase=gate.phase_id)
     if _reusable(row, gate):
         return _reused(journal, gate, row, on_decided)
-    result = _evaluate(gate, make_context(gate, attempt))
+    context = replace(make_context(gate, attempt), review_log=JournalReviewLog(journal, gate.phase_id, gate.gate_id, attempt))
+    result = _evaluate(gate, context)
     status, summary = result.status, result.summary
-    effective, note = _operator_override(journal, gate.gate_id, status)
+    effective, note = _operator_override(journal, gate, status)
     if effective == GateStatus.PASS and status == GateStatus.PENDING:  # journal the approval as the decision
         status, summary = effective, _approved(note, summary)
     evidence = json.loads(json.dumps(dict(result.evidence), default=str))
@@ -146,8 +181,6 @@ def _decide(journal: Journal, gate: DeclaredGate, attempt: int, make_context: Co
     journal.record_gate(gate_id=gate.gate_id, phase=gate.phase_id, attempt=attempt, stage=gate.stage,
                         kind=gate.spec.kind, status=str(status), summary=summary, evidence=evidence,
                         metrics=dict(result.metrics))
-    if "cost_usd" in result.metrics:
-        journal.record_cost("review", gate.phase_id, float(result.metrics["cost_usd"]), f"gate {gate.gate_id}")
     on_decided()
     return status, summary, evidence, True
 
@@ -162,7 +195,7 @@ def evaluate_stage(journal: Journal, gates: list[DeclaredGate], attempt: int, ma
         status, summary, evidence, fresh = _decide(journal, gate, attempt, make_context, on_decided)
         if outcome.failed:  # advice on a failure is recorded, never acted on
             continue
-        status, _ = _operator_override(journal, gate.gate_id, status)
+        status, _ = _operator_override(journal, gate, status)
         if status == GateStatus.FAIL:
             outcome.failed.append((gate.gate_id, summary))
             outcome.failed_gate = gate

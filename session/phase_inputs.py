@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shlex
 from pathlib import Path
 from typing import Any
 
+from phasegate.floor.errors import InvalidInput
 from phasegate.floor.rundir import Placeholders
 from phasegate.journal.budget import price_for
 from phasegate.session.builtins import builtin_argv
 from phasegate.session.gpu import GpuReader
+from phasegate.session.preflight import argv_problem
 from phasegate.session.reporting import Reporter
 from phasegate.session.runs import OpenRun
 from phasegate.session.spec import PhaseSpec, expand
@@ -69,8 +73,17 @@ class PhaseInputs:
         return {name: str(value) for name, value in values._asdict().items()}
 
     def argv(self, phase: PhaseSpec, values: dict[str, str]) -> list[str]:
+        """The phase's argv with its placeholders filled; InvalidInput when that argv cannot be started."""
         if phase.kind == "command":
-            return [expand(arg, values) for arg in phase.run]
+            script = shell_script_index(phase.run)
+            quoted = {name: shlex.quote(value) for name, value in values.items()}
+            # A shell parses its script again: there a run folder named `r $(touch x)` must stay one word.
+            argv = [expand(arg, quoted if index == script else values) for index, arg in enumerate(phase.run)]
+            problem = argv_problem(phase, argv, cwd=self.run.session_dir, environ=os.environ)
+            if problem is not None:  # the session file named it, so it is the user's to fix, not a crash
+                raise InvalidInput(f"phase {phase.id!r} cannot start: {problem}; fix it, then continue with "
+                                   f"`phasegate resume {self.run.run_dir.root}`")
+            return argv
         spec = self.spec
         context = {"phase_id": phase.id, "kind": phase.kind, "run_dir": values["run_dir"],
                    "session_dir": values["session_dir"], "artifacts_dir": values["artifacts"],
@@ -79,6 +92,29 @@ class PhaseInputs:
                    "model": spec.model.model_dump() if spec.model else None,
                    "upstream": self.upstream(phase)}
         return builtin_argv(phase, context=context, context_path=self.run.run_dir.root / "contexts" / f"{phase.id}.json")
+
+
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash"})
+
+
+def shell_script_index(run: list[str]) -> int | None:
+    """The index of the script argument when `run` is a shell given a script (`sh -c SCRIPT`), else None."""
+    if not run or Path(run[0]).name not in SHELLS:
+        return None
+    reads_script, index = False, 1
+    while index < len(run):
+        arg = run[index]
+        if arg == "--":
+            index += 1
+            break
+        if arg in ("-o", "+o", "-O", "+O"):  # an option with its value
+            index += 2
+            continue
+        if len(arg) < 2 or arg[0] not in "-+":
+            break
+        reads_script = reads_script or (arg[0] == "-" and not arg.startswith("--") and "c" in arg[1:])
+        index += 1
+    return index if reads_script and index < len(run) else None
 
 
 def hourly_rate(info, reader: GpuReader) -> float | None:

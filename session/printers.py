@@ -7,16 +7,23 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from phasegate.floor.redact import Redactor
 from phasegate.journal.events import EventKind, describe
 from phasegate.journal.records import EventRecord
+from phasegate.journal.sanitize import clean
+
+# The journal masks what it stores; a printer masks again (token formats and this process's secrets)
+# and never cuts: what it prints is already bounded.
+_WHOLE = 10**9
 
 
-def json_lines_printer(stream: TextIO = sys.stdout):
-    """One JSON object per journal event on stdout: the machine-readable stream agents consume."""
+def json_lines_printer(stream: TextIO = sys.stdout, redactor: Redactor | None = None):
+    """One JSON object per journal event on stdout: the machine-readable stream agents consume (strict JSON)."""
+    mask = (redactor or Redactor()).redact
 
     def emit(event: dict[str, Any]) -> None:
         out = {**event, "ts": datetime.fromtimestamp(event["ts"], UTC).isoformat(timespec="milliseconds")}
-        stream.write(json.dumps(out, sort_keys=False, default=str) + "\n")
+        stream.write(json.dumps(clean(out, mask, _WHOLE), sort_keys=False, allow_nan=False) + "\n")
         stream.flush()
 
     return emit
@@ -26,17 +33,18 @@ def json_lines_printer(stream: TextIO = sys.stdout):
 HUMAN_KINDS = frozenset({
     EventKind.PHASE_STARTED, EventKind.PHASE_FINISHED, EventKind.GATE_DECIDED, EventKind.SESSION_STATE,
     EventKind.INCIDENT_WRITTEN, EventKind.ATTEMPT_DISCARDED, EventKind.LOG, EventKind.GATE_APPROVED,
-    EventKind.GATE_WAIVED,
+    EventKind.GATE_WAIVED, EventKind.INVALID_EVENT, EventKind.ARTIFACT_REFUSED, EventKind.EVENTS_DROPPED,
 })
 
 
-def human_printer(stream: TextIO = sys.stderr):
+def human_printer(stream: TextIO = sys.stderr, redactor: Redactor | None = None):
     """Readable progress lines for a terminal without the full-screen UI."""
+    mask = (redactor or Redactor()).redact
 
     def emit(event: dict[str, Any]) -> None:
         record = EventRecord.from_published(event)
         if record.type in HUMAN_KINDS:
-            stream.write(describe(record) + "\n")
+            stream.write(mask(describe(record)) + "\n")
             stream.flush()
 
     return emit

@@ -12,6 +12,7 @@ from phasegate.floor.durable import sha256_file
 from phasegate.floor.errors import RunDirError
 from phasegate.floor.rundir import RunDir
 from phasegate.journal.events import EventKind
+from phasegate.session.artifacts import is_regular, refusal
 from phasegate.session.runs import OpenRun, create_run
 from phasegate.session.spec import load_spec
 
@@ -21,7 +22,7 @@ class ArtifactCheck:
     phase: str
     path: str
     sha256: str
-    status: str  # ok | changed | missing
+    status: str  # ok | changed | missing | refused (outside its phase's artifact folder: never read)
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,20 @@ def _front_matter(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _check(run_dir: RunDir, record: dict) -> ArtifactCheck:
-    path = Path(record["path"])
-    full = path if path.is_absolute() else run_dir.root / path
-    if not full.is_file():
-        status = "missing"
-    else:
-        status = "ok" if sha256_file(full) == record["sha256"] else "changed"
-    return ArtifactCheck(record["phase"], record["path"], record["sha256"], status)
+def _check(run_dir: RunDir, record: object) -> ArtifactCheck | None:
+    """One artifact the checkpoint lists, checked on disk; None for an entry that names no phase."""
+    if not isinstance(record, dict) or not isinstance(record.get("phase"), str):
+        return None
+    path, digest = record.get("path"), record.get("sha256")
+    if not isinstance(path, str) or not isinstance(digest, str):
+        return ArtifactCheck(record["phase"], str(path), str(digest), "refused")
+    full = run_dir.root / path
+    if refusal(full, run_dir.artifacts(record["phase"])) is not None:
+        return ArtifactCheck(record["phase"], path, digest, "refused")
+    if not full.exists():
+        return ArtifactCheck(record["phase"], path, digest, "missing")
+    same = is_regular(full) and sha256_file(full) == digest
+    return ArtifactCheck(record["phase"], path, digest, "ok" if same else "changed")
 
 
 def plan_recovery(root: Path) -> RecoveryPlan:
@@ -63,7 +70,8 @@ def plan_recovery(root: Path) -> RecoveryPlan:
     candidates = sorted(run_dir.checkpoints.glob("*.md"), reverse=True) + [run_dir.checkpoint]
     for checkpoint in candidates:
         if checkpoint.exists() and "completed_phases" in (data := _front_matter(checkpoint)):
-            checks = tuple(_check(run_dir, a) for a in data.get("artifacts") or [])
+            listed = data.get("artifacts")
+            checks = tuple(c for a in (listed if isinstance(listed, list) else []) if (c := _check(run_dir, a)))
             session_dir = Path(data["session_dir"]) if data.get("session_dir") else None
             return RecoveryPlan(run_dir, checkpoint, tuple(data["completed_phases"]), checks, session_dir)
     raise RunDirError(f"{run_dir.root}: no checkpoint lists completed work; nothing can be recovered, "
@@ -78,14 +86,14 @@ def recover_into(plan: RecoveryPlan, target: Path) -> OpenRun:
     run = create_run(frozen, target)
     journal = run.journal
     for phase in plan.recoverable:
-        source = plan.run_dir.artifacts(phase)
-        if source.exists():
-            shutil.copytree(source, run.run_dir.artifacts(phase), dirs_exist_ok=True)
+        records = []
+        for artifact in (a for a in plan.artifacts if a.phase == phase):  # all ok: the phase is recoverable
+            copy = run.run_dir.root / artifact.path  # only verified files, never a link's target elsewhere
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(plan.run_dir.root / artifact.path, copy)
+            records.append((artifact.path, artifact.sha256, copy.stat().st_size))
         attempt = journal.begin_attempt(phase, "recovered")
-        records = [(a.path, a.sha256, 0) for a in plan.artifacts if a.phase == phase]
-        sizes = [(path, digest, (run.run_dir.root / path).stat().st_size if (run.run_dir.root / path).exists() else 0)
-                 for path, digest, _ in records]
-        journal.mark_exited(phase, attempt, 0, sizes)
+        journal.mark_exited(phase, attempt, 0, records)
         journal.finish_attempt(phase, attempt, passed=True, reason=f"recovered from {plan.run_dir.root}")
     journal.append_event(EventKind.RECOVERED, None, {"from": str(plan.run_dir.root), "phases": list(plan.recoverable)})
     return run

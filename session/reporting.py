@@ -17,6 +17,7 @@ from phasegate.floor.rundir import utc_stamp
 from phasegate.floor.states import SessionState
 from phasegate.journal.events import EventKind
 from phasegate.journal.snapshot import RunSnapshot, iso, take_snapshot
+from phasegate.session.artifacts import is_regular, refusal, walk
 from phasegate.session.runs import OpenRun
 
 LOG_TAIL_LINES = 40
@@ -51,19 +52,22 @@ class Reporter:
 
     def checkpoint(self, phase_id: str | None) -> Path:
         """Write checkpoints/NN-<phase>.md and CHECKPOINT.md for the current state."""
-        text = render_checkpoint(self.snapshot())
+        text = render_checkpoint(self.snapshot(), self.run.journal.redactor)
         folder = self.run.run_dir.checkpoints
         folder.mkdir(exist_ok=True)
         number = len(list(folder.glob("*.md"))) + 1
         path = folder / f"{number:02d}-{phase_id or self.run.journal.session_state()}.md"
-        atomic_write_text(path, text)
-        atomic_write_text(self.run.run_dir.checkpoint, text)
+        # Private like the logs: a checkpoint quotes what phases said.
+        atomic_write_text(path, text, mode=0o600)
+        atomic_write_text(self.run.run_dir.checkpoint, text, mode=0o600)
         self.run.journal.append_event(EventKind.CHECKPOINT_WRITTEN, phase_id, {"path": str(path)})
         return path
 
     def timeline(self, phase_id: str | None, limit: int = 30) -> list[str]:
         """The run's last events (this phase's and the session's), one line each."""
-        return [f"- {iso(e.ts)} {e.type}{' ' + e.phase if e.phase else ''}: {_brief(json.dumps(e.data, sort_keys=True))}"
+        mask = self.run.journal.redactor.redact  # before `_brief` cuts a line (and maybe a secret) short
+        return [f"- {iso(e.ts)} {e.type}{' ' + e.phase if e.phase else ''}: "
+                f"{_brief(mask(json.dumps(e.data, sort_keys=True)))}"
                 for e in self.run.journal.recent_events(phase_id, limit)]
 
     def incident(self, trigger: str, phase_id: str | None, attempt: int | None, evidence: dict[str, Any]) -> Path:
@@ -78,7 +82,8 @@ class Reporter:
             path = path.with_name(f"INCIDENT-{utc_stamp(datetime.fromtimestamp(now, UTC))}-{n}.md")
         log_tail = tail_lines(self.run.run_dir.log(phase_id)) if phase_id else []
         text = render_incident(self.snapshot(), trigger=trigger, phase=phase_id, attempt=attempt,
-                               evidence=evidence, log_tail=log_tail, now=now, timeline=self.timeline(phase_id))
+                               evidence=evidence, log_tail=log_tail, now=now, timeline=self.timeline(phase_id),
+                               redactor=self.run.journal.redactor)
         atomic_write_text(path, text, mode=0o600)
         self.run.journal.append_event(EventKind.INCIDENT_WRITTEN, phase_id, {"path": str(path), "trigger": trigger})
         return path
@@ -112,8 +117,16 @@ class Reporter:
         return path
 
     def durable_artifacts(self, folder: Path, declared: Iterable[Path]) -> list[tuple[str, str, int]]:
-        """Fsync every output of an attempt and return (path, sha256, size) for the journal."""
-        files = sorted({p for p in folder.rglob("*") if p.is_file()} | {p for p in declared if p.is_file()})
+        """Fsync every output of an attempt and return (path, sha256, size) for the journal.
+
+        Only regular files inside `folder` count (a declared file outside it was refused when it was
+        declared); a link that leads out of it is refused with a warning, never read.
+        """
+        found = walk(folder)
+        for link, problem in found.refused:
+            self.run.journal.record_warning(EventKind.ARTIFACT_REFUSED, folder.name,
+                                            {"path": str(link), "error": problem})
+        files = sorted(set(found.files) | {p for p in declared if refusal(p, folder) is None and is_regular(p)})
         records = []
         for path in files:
             with open(path, "rb") as handle:

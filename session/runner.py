@@ -1,79 +1,62 @@
-"""Phase child processes: spawn in their own process group, stream their events, end them cleanly."""
+"""Phase child processes: spawn them contained (floor/processes.py), stream their events, end them cleanly."""
 
 from __future__ import annotations
 
-import ctypes
 import enum
+import hashlib
 import os
 import re
 import selectors
-import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from phasegate.floor.events import EVENTS_FD_ENV, ChildEvent, parse_line
+from phasegate.floor.processes import (
+    Contained,
+    Tree,
+    end_tree,
+    new_tag,
+    scoped_tag,
+    spawn_contained,
+)
 
-PR_SET_PDEATHSIG = 1
+# Re-exported: process identity by pid + start time is part of this module's interface.
+from phasegate.floor.processes import process_is as process_is
+from phasegate.floor.processes import process_start_time as process_start_time
+from phasegate.journal.records import AttemptRecord
+
 # What a CUDA out-of-memory looks like in a phase's output (PyTorch, cuBLAS, the CUDA runtime).
 OOM_PATTERN = re.compile(r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|cudaErrorMemoryAllocation")
 MAX_EVENT_LINE = 1 << 20
 TICK_S = 0.25
 
 
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of a process (clock ticks since boot): with the pid, a unique identity."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses; fields after the last ')' are fixed.
-    return stat.rsplit(")", 1)[1].split()[19]
+def end_process_group(pgid: int, grace_s: float = 5.0) -> None:
+    """Ask a process group to end (SIGTERM), then kill it (SIGKILL) after the grace period."""
+    end_tree(Tree(tag=None, pgid=pgid), grace_s)
 
 
-def process_is(pid: int, start_time: str | None) -> bool:
-    """True when `pid` is alive and is the very process that had `start_time` (never trust a pid alone)."""
-    return start_time is not None and process_start_time(pid) == start_time
+def run_scope(run_dir: Path) -> str:
+    """The tag scope of every process tree a run starts: from its folder (unique on this machine), hashed so
+    that a reviewer's environment does not learn where the run lives."""
+    return "run-" + hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
 
 
-def end_process_group(pgid: int, grace_s: float = 5.0, reap: Callable[[], object] = lambda: None) -> None:
-    """Ask a process group to end (SIGTERM), then kill it (SIGKILL) after the grace period.
-
-    `reap` collects our own exited child: a zombie still counts as a member of its group.
-    """
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        reap()
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def attempt_tag(run_dir: Path, phase: str, attempt: int) -> str:
+    """The tag of one attempt's process tree, found again from the journal after a crash."""
+    return scoped_tag(run_scope(run_dir), f"{phase}/{attempt}")
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    """A pre-exec hook: the kernel kills the child when its controller dies (Linux prctl)."""
-
-    def hook() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            return
-        if os.getppid() != parent_pid:  # the controller died before prctl took effect
-            os._exit(137)
-
-    return hook
+def end_leftovers(run_dir: Path, attempts: Iterable[AttemptRecord]) -> None:
+    """End what earlier controllers of a run left running: each open attempt's group (by the id the
+    journal recorded) and every process tagged with the run (reviewers, escapees)."""
+    for attempt in attempts:
+        if attempt.pid is not None:
+            end_tree(Tree(attempt_tag(run_dir, attempt.phase, attempt.attempt), attempt.pid, attempt.pid_start))
+    end_tree(Tree(run_scope(run_dir), scope=True))
 
 
 class Trigger(enum.StrEnum):
@@ -85,6 +68,7 @@ class Trigger(enum.StrEnum):
     STALL = "stall"
     BUDGET_EXHAUSTED = "budget_exhausted"
     AB_DISCREPANCY = "ab_discrepancy"
+    SIGNAL = "signal"  # SIGTERM or SIGINT to the controller
 
 
 @dataclass(frozen=True)
@@ -170,10 +154,11 @@ class LogPump:
 class Child:
     """One running phase child with its events pipe and its output pump."""
 
-    def __init__(self, popen: subprocess.Popen, events_fd: int, output: LogPump) -> None:
-        self.popen = popen
-        self.pid = popen.pid
-        self.start_time = process_start_time(popen.pid) or ""
+    def __init__(self, process: Contained, events_fd: int, output: LogPump) -> None:
+        self.process = process
+        self.popen = process.popen
+        self.pid = process.pid
+        self.start_time = process.tree.leader_start or ""
         self._events_fd = events_fd
         self._buffer = b""
         self.output = output
@@ -197,14 +182,17 @@ class Child:
                         selector.unregister(self.output.fd)
                 interruption = on_tick() or _timed_out(deadline)
                 if interruption is not None:
-                    end_process_group(self.pid, reap=self.popen.poll)
+                    self.process.end()
                     self.popen.wait()
                     break
             self._drain(on_event)
+            self.process.end()  # background jobs and escapees of a phase never outlive it
         except BaseException:  # the controller cannot go on (disk full, say): the child must not run on alone
-            end_process_group(self.pid, grace_s=2.0, reap=self.popen.poll)
+            self.process.end(grace_s=2.0)
+            self.popen.wait()
             raise
         finally:
+            self.process.release()
             selector.close()
             self.output.close()
             if pidfd is not None:
@@ -267,8 +255,9 @@ def _open_pidfd(pid: int) -> int | None:
 
 
 def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], log_path: Path,
-          redact: Callable[[str], str] = lambda text: text) -> Child:
-    """Start a phase child in its own process group, its output (redacted) to its log, events on a pipe."""
+          redact: Callable[[str], str] = lambda text: text, tag: str | None = None) -> Child:
+    """Start a phase child contained (own group, tagged, watched by a sentinel), its output (redacted) to
+    its log, events on a pipe."""
     read_fd, write_fd = os.pipe()
     out_read, out_write = os.pipe()
     for fd in (read_fd, out_read):
@@ -276,10 +265,8 @@ def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], log_path: Path,
     child_env = {**env, EVENTS_FD_ENV: str(write_fd)}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        popen = subprocess.Popen(
-            argv, cwd=cwd, env=child_env, stdin=subprocess.DEVNULL, stdout=out_write, stderr=out_write,
-            pass_fds=(write_fd,), start_new_session=True, preexec_fn=_die_with_parent(os.getpid()),
-        )
+        process = spawn_contained(argv, tag=tag or new_tag("phase"), env=child_env, cwd=cwd,
+                                  stdin=subprocess.DEVNULL, stdout=out_write, stderr=out_write, pass_fds=(write_fd,))
     except OSError:
         os.close(read_fd)
         os.close(out_read)
@@ -287,4 +274,4 @@ def spawn(argv: list[str], *, cwd: Path, env: dict[str, str], log_path: Path,
     finally:
         os.close(write_fd)
         os.close(out_write)
-    return Child(popen, read_fd, LogPump(out_read, log_path, redact))
+    return Child(process, read_fd, LogPump(out_read, log_path, redact))

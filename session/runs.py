@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -10,12 +12,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from phasegate.floor.durable import atomic_write_text, fsync_dir
 from phasegate.floor.errors import JournalError, RunDirError
+from phasegate.floor.reading import read_regular_file
 from phasegate.floor.rundir import RunDir, utc_stamp
 from phasegate.floor.states import PhaseState
 from phasegate.journal.store import Journal
+from phasegate.session.preflight import check_gate_ids
 from phasegate.session.spec import LoadedSpec, load_spec
+
+MAX_CHECKPOINT_BYTES = 16 << 20
 
 
 @dataclass
@@ -74,28 +82,50 @@ def _default_run_dir(name: str, now: float) -> Path:
 
 def create_run(loaded: LoadedSpec, run_dir: Path | None = None, *, clock=time.time) -> OpenRun:
     """Make the run folder, freeze the session file into it and create the journal, all or nothing."""
+    check_gate_ids(loaded, loaded.path)
     now = clock()
     root = Path(run_dir) if run_dir is not None else _default_run_dir(loaded.spec.session.name, now)
+    try:
+        staging = _staging_folder(root)
+    except OSError as exc:
+        reason = "a part of that path is a file, not a folder" if exc.errno in (errno.EEXIST, errno.ENOTDIR) \
+            else exc.strerror or str(exc)
+        raise RunDirError(f"{root}: cannot create the run folder here ({reason}); pick another --run-dir") from None
+    root = root.resolve()
+    try:
+        _build(RunDir(staging), loaded, root.name, clock)
+        if root.exists():
+            root.rmdir()
+        os.rename(staging, root)
+        fsync_dir(root.parent)
+    except (OSError, JournalError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)  # nothing half-made stays behind
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RunDirError(f"{root}: cannot create the run folder ({reason}); free some space or pick "
+                          f"another --run-dir, then run the session again") from None
+    return OpenRun(RunDir(root), Journal.open(RunDir(root).db, clock=clock), loaded)
+
+
+def _staging_folder(root: Path) -> Path:
+    """A hidden, empty folder beside `root`, renamed into place once the run is complete."""
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise RunDirError(f"{root}: the run folder exists and is not empty; pick another --run-dir "
                           f"or continue it with `phasegate resume {root}`")
     root = root.resolve()
     root.parent.mkdir(parents=True, exist_ok=True)
     # Built under a hidden name and renamed into place: a crash never leaves a half-made run.
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    folder = RunDir(staging)
+    return Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+
+
+def _build(folder: RunDir, loaded: LoadedSpec, run_id: str, clock) -> None:
+    """Lay out a new run folder: its folders, the frozen session file and the journal."""
     folder.create_layout()
-    atomic_write_text(folder.spec, loaded.text)
+    atomic_write_text(folder.spec, loaded.text, mode=0o600)  # its env tables may hold secrets
     Journal.create(
-        folder.db, run_id=root.name, name=loaded.spec.session.name, spec_sha256=loaded.sha256,
+        folder.db, run_id=run_id, name=loaded.spec.session.name, spec_sha256=loaded.sha256,
         session_dir=loaded.session_dir, spec_path=loaded.path,
         phases=[(p.id, p.kind) for p in loaded.spec.phases], clock=clock,
     ).close()
-    if root.exists():
-        root.rmdir()
-    os.rename(staging, root)
-    fsync_dir(root.parent)
-    return OpenRun(RunDir(root), Journal.open(RunDir(root).db, clock=clock), loaded)
 
 
 def open_run(root: Path, *, clock=time.time) -> OpenRun:
@@ -111,5 +141,32 @@ def open_run(root: Path, *, clock=time.time) -> OpenRun:
     if frozen.sha256 != run.spec_sha256:
         raise RunDirError(f"{folder.spec}: the frozen session file was edited after the run started "
                           f"(sha256 differs from the journal); restore it or start a new run")
+    _check_against_checkpoint(folder, journal)
     original = LoadedSpec(spec=frozen.spec, path=run.spec_path, text=frozen.text, sha256=frozen.sha256)
     return OpenRun(folder, journal, original)
+
+
+def _check_against_checkpoint(folder: RunDir, journal: Journal) -> None:
+    """Refuse a journal that lost phases the last checkpoint saw pass, rather than quietly run them again."""
+    # The checkpoint is written atomically after each phase's completion is committed, so it can never
+    # be ahead of an intact journal: a damaged write-ahead log rolls commits back without any error.
+    passed = {p.id for p in journal.phases() if p.state == PhaseState.PASSED}
+    lost = [phase for phase in checkpoint_completed_phases(folder.checkpoint) if phase not in passed]
+    if lost:
+        raise JournalError(
+            f"{folder.db}: the journal has lost committed work: the last checkpoint {folder.checkpoint} says "
+            f"phase(s) {', '.join(lost)} passed, the journal does not (its write-ahead log was damaged?). "
+            f"Nothing was run again; `phasegate recover {folder.root}` lists what can be kept and imports it "
+            f"into a new run")
+
+
+def checkpoint_completed_phases(path: Path) -> list[str]:
+    """The phases a checkpoint's front matter lists as completed; none when it is missing or unreadable."""
+    try:
+        text = read_regular_file(path, max_bytes=MAX_CHECKPOINT_BYTES).decode("utf-8", errors="replace")
+        parts = text.split("---", 2)
+        data = yaml.load(parts[1], Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if len(parts) == 3 else None
+    except (OSError, yaml.YAMLError, RecursionError):
+        return []
+    completed = data.get("completed_phases") if isinstance(data, dict) else None
+    return [str(phase) for phase in completed] if isinstance(completed, list) else []

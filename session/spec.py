@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import string
 import tomllib
 from dataclasses import dataclass
@@ -13,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from phasegate.floor.errors import SpecError
+from phasegate.floor.reading import read_regular_file
 from phasegate.floor.rundir import PLACEHOLDER_NAMES
 from phasegate.pipeline.model.spec import ModelSpec
 from phasegate.reviews.config import ReviewerSpec
-from phasegate.session.spec_errors import describe_validation_error
+from phasegate.session.spec_errors import describe_problem, describe_validation_error
 
 if TYPE_CHECKING:
     from phasegate.gates.base import Gate
@@ -32,16 +34,25 @@ PLACEHOLDERS = {name: _PLACEHOLDER_HELP[name] for name in PLACEHOLDER_NAMES}
 BUILTIN_PHASE_KINDS = ("versions", "load_check", "baseline_eval", "generate", "scale", "testset", "sft", "evaluate")
 PHASE_KINDS = ("command", *BUILTIN_PHASE_KINDS)
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+# Ids and names become file and folder names (artifacts/<phase>, reviews/<gate>-<n>, runs/<name>-<stamp>):
+# bounded well below the 255 bytes a file name may have.
+MAX_ID_LENGTH = 64
+MAX_GATE_ID_LENGTH = 100
+# Bounds on the file itself: no value phasegate reads needs more, and a deeper or longer one is a mistake.
+MAX_SPEC_BYTES = 1 << 20
+MAX_DEPTH = 32
+MAX_STRING_LENGTH = 1 << 16
+ENV_KEY_PATTERN = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SessionInfo(_Strict):
     """The `[session]` table: who this session is and what it may spend."""
 
-    name: str = Field(pattern=r"^[a-z0-9-]+$", description="Session name, lowercase letters, digits and dashes; names the run folder.")
+    name: str = Field(pattern=r"^[a-z0-9-]+$", max_length=MAX_ID_LENGTH, description="Session name, lowercase letters, digits and dashes; names the run folder.")
     description: str = Field("", description="One line saying what this session is for; shown in checkpoints.")
     budget_usd: float | None = Field(None, gt=0, description="Money this session may spend in US dollars; the session stops when it is used up.")
     gpu_hourly_usd: float | None = Field(None, ge=0, description="What the GPU costs per hour in US dollars, for the budget ledger.")
@@ -60,7 +71,7 @@ class GateSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    id: str | None = Field(None, pattern=ID_PATTERN.replace("_-", "_.-"), description="Gate id used by `approve`/`waive`; defaults to `<phase>.<kind>` (with a number when a phase has several of one kind).")
+    id: str | None = Field(None, pattern=ID_PATTERN.replace("_-", "_.-"), max_length=MAX_GATE_ID_LENGTH, description="Gate id used by `approve`/`waive`; defaults to `<phase>.<kind>` (with a number when a phase has several of one kind).")
     kind: str = Field(description="Gate kind: threshold, policy, artifact, approval, and others registered by phasegate.")
 
     @property
@@ -80,7 +91,7 @@ class GateSpec(BaseModel):
 class PhaseSpec(_Strict):
     """One `[[phases]]` entry: a step of the session, run as a child process."""
 
-    id: str = Field(pattern=ID_PATTERN, description="Phase id, unique in the session: lowercase letters, digits, `_` and `-`.")
+    id: str = Field(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH, description="Phase id, unique in the session: lowercase letters, digits, `_` and `-`.")
     kind: str = Field("command", description="`command` runs `run`; the built-in kinds are " + ", ".join(BUILTIN_PHASE_KINDS) + ".")
     run: list[str] = Field(default_factory=list, description="For `command` phases: the argv to run (no shell). Placeholders: " + ", ".join("{" + k + "}" for k in PLACEHOLDERS) + ".")
     timeout_s: float | None = Field(None, gt=0, description="Seconds the phase may run before it is ended and counted as failed.")
@@ -93,7 +104,7 @@ class PhaseSpec(_Strict):
     pre_gates: list[GateSpec] = Field(default_factory=list, description="Gates checked before the phase starts (`[[phases.pre_gates]]`).")
     gates: list[GateSpec] = Field(default_factory=list, description="Gates checked after the phase ends (`[[phases.gates]]`).")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     @field_validator("kind")
     @classmethod
@@ -107,7 +118,19 @@ class PhaseSpec(_Strict):
     def _placeholders_known(cls, run: list[str]) -> list[str]:
         for arg in run:
             check_placeholders(arg)
+        if run and (run[0].strip() in ("", ".", "..") or run[0].endswith("/")):
+            raise ValueError(f"{run[0]!r} is not a program; write the program first, "
+                             'e.g. run = ["python3", "scripts/prepare.py"]')
         return run
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in env:
+            if not ENV_KEY_PATTERN.match(key):
+                raise ValueError(f"environment variable name {key!r} is not valid; use letters, digits and `_`, "
+                                 "not starting with a digit (no `=`)")
+        return env
 
     @model_validator(mode="after")
     def _run_matches_kind(self) -> PhaseSpec:
@@ -151,16 +174,22 @@ class SessionSpec(_Strict):
         return next(p for p in self.phases if p.id == phase_id)
 
 
+LITERAL_BRACE_HELP = "a literal brace is written twice: {{ for {, }} for } (e.g. \"print({{'a': 1}})\")"
+
+
 def check_placeholders(arg: str) -> None:
-    """Raise ValueError when `arg` uses a placeholder phasegate does not know."""
+    """Raise ValueError when `arg` uses a placeholder phasegate does not know, or formats one."""
     try:
-        fields = [name for _, name, spec, conv in string.Formatter().parse(arg) if name is not None]
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(arg) if name is not None]
     except ValueError as exc:
-        raise ValueError(f"{arg!r}: {exc}; write a literal brace as {{{{ or }}}}") from None
-    for name in fields:
+        raise ValueError(f"{arg!r}: {exc}; {LITERAL_BRACE_HELP}") from None
+    for name, spec, conv in fields:
         if name not in PLACEHOLDERS:
             known = ", ".join("{" + k + "}" for k in PLACEHOLDERS)
-            raise ValueError(f"{arg!r} uses unknown placeholder {{{name}}}; known placeholders: {known}")
+            raise ValueError(f"{arg!r} uses unknown placeholder {{{name}}}; known placeholders: {known}; "
+                             f"{LITERAL_BRACE_HELP}")
+        if spec or conv:
+            raise ValueError(f"{arg!r}: placeholder {{{name}}} takes no format spec or conversion; write {{{name}}}")
 
 
 def expand(arg: str, values: dict[str, str]) -> str:
@@ -188,7 +217,7 @@ def load_spec(path: Path, *, display_path: Path | None = None) -> LoadedSpec:
     path = Path(path)
     shown = display_path or path
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path, max_bytes=MAX_SPEC_BYTES)
     except FileNotFoundError:
         raise SpecError(f"{shown}: no such session file; check the path (see examples/quickstart.toml)") from None
     except OSError as exc:
@@ -198,12 +227,48 @@ def load_spec(path: Path, *, display_path: Path | None = None) -> LoadedSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{shown}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{shown}: values are nested too deeply (at most {MAX_DEPTH} levels)") from None
+    problem = first_bad_value(data)
+    if problem is not None:
+        raise SpecError(describe_problem(text, str(shown), *problem))
     try:
         spec = SessionSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(describe_validation_error(exc, text, str(shown))) from None
     _check_gates(spec, text, str(shown))
     return LoadedSpec(spec=spec, path=path.resolve(), text=text, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _string_problem(text: str, what: str) -> str | None:
+    if "\0" in text:
+        return f"{what} holds a NUL character (\\u0000), which no argument, path or name may hold; remove it"
+    if len(text) > MAX_STRING_LENGTH:
+        return f"{what} is {len(text)} characters long; at most {MAX_STRING_LENGTH} are allowed"
+    return None
+
+
+def _children(value: Any) -> list[tuple[str | int, Any]]:
+    if isinstance(value, dict):
+        return list(value.items())
+    return list(enumerate(value)) if isinstance(value, list) else []
+
+
+def first_bad_value(data: Any) -> tuple[tuple[str | int, ...], str] | None:
+    """The location and problem of the first value no session may hold (too deep, too long, a NUL), if any."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), data)]
+    while stack:  # a loop, not recursion: the data may be nested deeper than Python's stack allows
+        loc, value = stack.pop()
+        if len(loc) > MAX_DEPTH:
+            return loc, f"nested more than {MAX_DEPTH} levels deep; flatten it"
+        if isinstance(value, str) and (problem := _string_problem(value, "the value")):
+            return loc, problem
+        children = _children(value)
+        for key, _ in children:
+            if isinstance(key, str) and (problem := _string_problem(key, f"the key {key[:40]!r}")):
+                return loc, problem
+        stack.extend(((*loc, key), child) for key, child in reversed(children))
+    return None
 
 
 def _check_gates(spec: SessionSpec, text: str, shown: str) -> None:

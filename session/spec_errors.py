@@ -72,15 +72,22 @@ def _hint(error: dict) -> str:
     if kind == "missing":
         return f"required key {field!r} is missing; add it"
     message = error["msg"].removeprefix("Value error, ")
-    return f"{message} (got {error.get('input')!r})" if kind != "value_error" and "input" in error else message
+    return f"{message} (got {_shown(error.get('input'))})" if kind != "value_error" and "input" in error else message
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """A value as the message quotes it, cut short: a bad value may be a whole file long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe_problem(text: str, shown: str, loc: Loc, message: str) -> str:
+    """`file line N: field.path: message` for one problem at `loc`."""
+    line = locate_line(text, loc)
+    where = f"{shown} line {line}" if line else shown
+    return f"{where}: {_field_path(loc)}: {message}"
 
 
 def describe_validation_error(exc: ValidationError, text: str, shown: str) -> str:
     """One line per problem: `file line N: field.path: what is wrong and what to write`."""
-    lines = []
-    for error in exc.errors():
-        loc = list(error["loc"])
-        line = locate_line(text, loc)
-        where = f"{shown} line {line}" if line else shown
-        lines.append(f"{where}: {_field_path(loc)}: {_hint(error)}")
-    return "\n".join(lines)
+    return "\n".join(describe_problem(text, shown, list(error["loc"]), _hint(error)) for error in exc.errors())

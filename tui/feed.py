@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from phasegate.floor.redact import Redactor
 from phasegate.journal.events import SESSION_MARKS, EventKind, describe
 from phasegate.journal.records import EventRecord
 
@@ -14,6 +15,8 @@ from phasegate.journal.records import EventRecord
 SKIPPED = frozenset({EventKind.PROGRESS, "heartbeat"})
 # The feed marks every session state alike (its snapshots pin "■"); the header marks each state.
 _FEED_MARKS = dict.fromkeys(SESSION_MARKS, "■")
+# The journal masks what it stores; the panel masks again (token formats and this process's secrets).
+_REDACTOR = Redactor()
 
 
 def hms(ts: float) -> str:
@@ -25,7 +28,7 @@ def feed_text(kind: str, phase: str | None, data: Mapping[str, Any] | str) -> st
     """The panel's line for a journal event (`data` as a dict or as stored JSON text), or None to leave it out."""
     if kind in SKIPPED:
         return None
-    return describe(EventRecord(0, 0.0, kind, phase, _data(data)), marks=_FEED_MARKS)
+    return _REDACTOR.redact(describe(EventRecord(0, 0.0, kind, phase, _data(data)), marks=_FEED_MARKS))
 
 
 def _data(data: Mapping[str, Any] | str) -> dict[str, Any]:

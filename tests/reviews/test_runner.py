@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from tenacity import wait_none
 
+from phasegate.floor.processes import PROCESS_TAG_ENV
 from phasegate.reviews import Decision, ReviewerSpec, RunOptions
 from phasegate.reviews.runner import ALLOWED_ENV
 
@@ -185,7 +186,8 @@ def test_child_environment_is_allow_listed(preset, fakes, review) -> None:
     review(spec(preset))
     env = fakes.calls()[0]["env"]
     key = ReviewerSpec(preset=preset).resolved_key_env() if preset != "command" else None
-    allowed = set(ALLOWED_ENV) | {"LC_ALL"} | ({key} if key else set())
+    # PHASEGATE_PROCESS_TAG: the containment tag every process phasegate starts carries (floor/processes.py).
+    allowed = set(ALLOWED_ENV) | {"LC_ALL", PROCESS_TAG_ENV} | ({key} if key else set())
     assert set(env) <= allowed
     if key:
         assert env[key] == fakes.env[key]

@@ -1,10 +1,14 @@
-"""Secret masking (environment values and well-known token formats) and private file writes."""
+"""Secret masking (environment values and well-known token formats) and private file writes.
+
+It sits on the floor so that every layer that stores or shows text, the journal included, masks
+with the same rules.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +41,27 @@ def secret_env_values(env: Mapping[str, str]) -> dict[str, str]:
     return {
         name: value
         for name, value in env.items()
-        if SECRET_NAME.search(name) and len(value) >= MIN_SECRET_LEN
+        if SECRET_NAME.search(name) and isinstance(value, str) and len(value) >= MIN_SECRET_LEN
     }
 
 
 class Redactor:
-    """Masks secret values from one environment snapshot plus well-known token formats."""
+    """Masks secret values from environment snapshots plus well-known token formats.
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        secrets = secret_env_values(os.environ if env is None else env)
+    `env` is the process environment (default: os.environ); `extra` are further variable tables
+    whose secret-looking values are masked the same way (a session file's `[phases.env]`, say).
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None, *, extra: Iterable[Mapping[str, str]] = ()) -> None:
+        tables = [os.environ if env is None else env, *extra]
+        # value -> name; the first table to name a value labels it (two phases may share a name).
+        secrets: dict[str, str] = {}
+        for table in tables:
+            for name, value in secret_env_values(table).items():
+                secrets.setdefault(value, name)
         # Longest first, so a value containing another secret is masked whole.
-        ordered = sorted(secrets.items(), key=lambda item: len(item[1]), reverse=True)
+        ordered = sorted(((name, value) for value, name in secrets.items()), key=lambda item: len(item[1]),
+                         reverse=True)
         self._names = {value: name for name, value in reversed(ordered)}
         self._env_pattern = (
             re.compile("|".join(re.escape(value) for _, value in ordered)) if ordered else None
