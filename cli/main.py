@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -38,12 +40,56 @@ HeadlessOpt = Annotated[bool, typer.Option("--headless", help="Print one JSON ev
 def _listeners(headless: bool):
     from phasegate.session.printers import human_printer, json_lines_printer
 
-    return (json_lines_printer(),) if headless else (human_printer(),)
+    if headless:
+        return (_until_gone(json_lines_printer(), sys.stdout),)
+    return (_until_gone(human_printer(), sys.stderr),)
+
+
+def _until_gone(emit, stream):
+    """A printer that goes quiet once its reader is gone (a closed pipe, a hung-up terminal): the journal keeps
+    every event, and losing the output must not end the run, nor turn its stop into an internal error."""
+    gone = False
+
+    def guarded(event) -> None:
+        nonlocal gone
+        if gone:
+            return
+        try:
+            emit(event)
+        except OSError:  # EPIPE, or EIO from a terminal that hung up
+            gone = True
+            _discard_writes(stream)
+
+    return guarded
+
+
+def _discard_writes(stream) -> None:
+    """Point a stream whose reader is gone at /dev/null, so later writes and the flush at exit do not fail."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
+def _say(text: str) -> None:
+    """A line for the user on stderr, unless nobody reads it any more."""
+    try:
+        typer.echo(text, err=True)
+    except OSError:
+        _discard_writes(sys.stderr)
+
+
+def _noting_stops(headless: bool):
+    """Without the UI, a stop signal from the very start of the command is a stop of the run (the UI, which
+    starts the controller as its own process, ends on one as any program does)."""
+    from phasegate.floor.processes import noting_stop_signals
+
+    return contextlib.nullcontext() if _wants_tui(headless) else noting_stop_signals()
 
 
 def _finish(run, code: ExitCode, headless: bool) -> None:
     if not headless:
-        typer.echo(f"run folder: {run.run_dir.root}\ncheckpoint: {run.run_dir.checkpoint}", err=True)
+        _say(f"run folder: {run.run_dir.root}\ncheckpoint: {run.run_dir.checkpoint}")
     raise typer.Exit(int(code))
 
 
@@ -69,13 +115,14 @@ def run(session: SessionArg, run_dir: Annotated[Path | None, typer.Option(help="
     from phasegate.session.runs import create_run
     from phasegate.session.spec import load_spec
 
-    opened = create_run(load_spec(session), run_dir)
-    if _wants_tui(headless):
-        opened.journal.close()
-        _supervise(opened.run_dir.root)
-    if not headless:
-        typer.echo(f"run folder: {opened.run_dir.root}", err=True)
-    _finish(opened, Controller(opened, listeners=_listeners(headless), replay=True).execute(), headless)
+    with _noting_stops(headless):
+        opened = create_run(load_spec(session), run_dir)
+        if _wants_tui(headless):
+            opened.journal.close()
+            _supervise(opened.run_dir.root)
+        if not headless:
+            _say(f"run folder: {opened.run_dir.root}")
+        _finish(opened, Controller(opened, listeners=_listeners(headless), replay=True).execute(), headless)
 
 
 @app.command()
@@ -84,11 +131,12 @@ def resume(run_dir: RunDirArg, headless: HeadlessOpt = False) -> None:
     from phasegate.session.controller import Controller
     from phasegate.session.runs import open_run
 
-    opened = open_run(run_dir)
-    if _wants_tui(headless):
-        opened.journal.close()
-        _supervise(opened.run_dir.root)
-    _finish(opened, Controller(opened, listeners=_listeners(headless)).execute(), headless)
+    with _noting_stops(headless):
+        opened = open_run(run_dir)
+        if _wants_tui(headless):
+            opened.journal.close()
+            _supervise(opened.run_dir.root)
+        _finish(opened, Controller(opened, listeners=_listeners(headless)).execute(), headless)
 
 
 @app.command()

@@ -159,6 +159,15 @@ _SENT: TypeAdapter[SentEvent] = TypeAdapter(Annotated[SentEvent, Field(discrimin
 KNOWN_TYPES = frozenset(kind.model_fields["type"].default for kind in SentEvent.__args__)
 
 
+def _unicode(value: Any) -> bool:
+    """Whether every string in a parsed JSON value (keys included) can be written as UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _problems(exc: ValidationError, limit: int = 3) -> str:
     """The first few field errors, as `progress.done: Input should be a valid integer`."""
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)[:limit])
@@ -175,6 +184,8 @@ def parse_line(line: bytes) -> SentEvent | InvalidEvent:
         return InvalidEvent(line=text, error="not JSON")
     if not isinstance(received, dict) or not isinstance(received.get("type"), str):
         return InvalidEvent(line=text)
+    if not _unicode(received):  # a lone surrogate (`"\ud800"`) cannot be stored, written or shown
+        return InvalidEvent(line=text, error="text that is not valid Unicode (a lone surrogate)")
     if received["type"] not in KNOWN_TYPES:  # the type itself stays in the line, where it is masked
         return InvalidEvent(line=text, error="unknown event type")
     try:

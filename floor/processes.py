@@ -30,14 +30,15 @@ PROCESS_TAG_ENV = "PHASEGATE_PROCESS_TAG"
 SCOPE_SEPARATOR = "::"
 TERM_GRACE_S = 5.0
 KILL_WAIT_S = 2.0  # after SIGKILL: how long to wait for the kernel to take the processes down
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGHUP too: on a pod, a dropped SSH connection hangs up the terminal the controller runs in.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _POLL_S = 0.05
 
 
 class StopSignal(BaseException):  # noqa: N818 - like KeyboardInterrupt: a BaseException no gate or retry swallows
-    """SIGTERM or SIGINT reached the owner: stop cleanly."""
+    """SIGTERM, SIGINT or SIGHUP reached the owner: stop cleanly."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -140,6 +141,15 @@ class Tree:
         return list(chosen.values()), trusted
 
 
+def group_tree(pgid: int) -> Tree:
+    """The tree whose group is `pgid`, found as containment finds it: with the tag (inside this owner's scope)
+    its members carry, the leader's first, so escapees that left the group count too."""
+    members = sorted((p for p in _processes() if p.pgid == pgid and not p.zombie), key=lambda p: p.pid != pgid)
+    prefix = _scope + SCOPE_SEPARATOR
+    tag = next((tag for p in members if (tag := process_tag(p.pid)) and tag.startswith(prefix)), None)
+    return Tree(tag, pgid, process_start_time(pgid))
+
+
 def end_tree(tree: Tree, grace_s: float = TERM_GRACE_S) -> None:
     """SIGTERM every member of `tree`, SIGKILL what is left after `grace_s` (at once with no grace);
     return once none is left."""
@@ -239,7 +249,7 @@ def _prctl(option: int, value: int) -> bool:
 
 
 def stop_signal() -> int | None:
-    """The SIGTERM or SIGINT that reached this process while `owning_processes` was active, else None."""
+    """The stop signal (SIGTERM, SIGINT, SIGHUP) that reached this process while it noted them, else None."""
     return _stop_signal
 
 
@@ -249,27 +259,49 @@ def _note_stop_signal(signum: int, _frame: Any) -> None:
         _stop_signal = signum
 
 
+_noting = 0  # depth of `noting_stop_signals`: only the outermost one installs and restores the handlers
+
+
 @contextlib.contextmanager
-def owning_processes(scope: str) -> Iterator[None]:
-    """While active: trees are tagged inside `scope`, orphans are adopted, SIGTERM/SIGINT are noted as a stop."""
-    global _adopting, _scope, _stop_signal
-    previous_scope, _scope, _stop_signal = _scope, scope, None
-    _adopting = _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+def noting_stop_signals() -> Iterator[None]:
+    """While active, a stop signal is noted (see `stop_signal`) instead of ending the process; nestable, so a
+    command can begin noting before its controller exists (a signal while a run is created is still a stop)."""
+    global _noting, _stop_signal
     handlers = {}
-    if threading.current_thread() is threading.main_thread():  # Python lets only the main thread set handlers
-        handlers = {signum: signal.signal(signum, _note_stop_signal) for signum in STOP_SIGNALS}
+    if _noting == 0:
+        _stop_signal = None
+        if threading.current_thread() is threading.main_thread():  # Python lets only the main thread set them
+            # A signal this process was started ignoring (`nohup`, a shell's background job) stays ignored.
+            handlers = {signum: signal.signal(signum, _note_stop_signal) for signum in STOP_SIGNALS
+                        if signal.getsignal(signum) is not signal.SIG_IGN}
+    _noting += 1
     try:
         yield
     finally:
+        _noting -= 1
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
+        if _noting == 0:
+            _stop_signal = None
+
+
+@contextlib.contextmanager
+def owning_processes(scope: str) -> Iterator[None]:
+    """While active: trees are tagged inside `scope`, orphans are adopted, stop signals are noted."""
+    global _adopting, _scope
+    previous_scope, _scope = _scope, scope
+    _adopting = _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        with noting_stop_signals():
+            yield
+    finally:
         if _adopting:
             _prctl(_PR_SET_CHILD_SUBREAPER, 0)
             reap_orphans()
         for sentinel in _retired:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 sentinel.wait(timeout=KILL_WAIT_S)
-        _adopting, _scope, _stop_signal = False, previous_scope, None
+        _adopting, _scope = False, previous_scope
 
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None]:

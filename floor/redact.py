@@ -36,24 +36,51 @@ TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
-def secret_env_values(env: Mapping[str, str]) -> dict[str, str]:
-    """The secret-looking variables of `env` (name -> value) long enough to mask safely."""
-    return {
-        name: value
-        for name, value in env.items()
-        if SECRET_NAME.search(name) and isinstance(value, str) and len(value) >= MIN_SECRET_LEN
-    }
+def secret_env_values(env: Mapping[str, Any]) -> dict[str, str]:
+    """The secret-looking entries of `env` (name -> value) long enough to mask safely.
+
+    Nested tables (a session file's `[phases.with]`, say) are searched too: `{db = {password = "…"}}`.
+    """
+    found: dict[str, str] = {}
+    stack: list[Any] = [env]
+    while stack:
+        table = stack.pop()
+        items = table.items() if isinstance(table, Mapping) else enumerate(table)
+        for name, value in items:
+            if isinstance(value, Mapping | list | tuple):
+                stack.append(value)
+            elif (isinstance(name, str) and SECRET_NAME.search(name) and isinstance(value, str)
+                  and len(value) >= MIN_SECRET_LEN):
+                found.setdefault(name, value)
+    return found
+
+
+def secret_arguments(argv: Iterable[str]) -> dict[str, str]:
+    """The values of secret-looking options in an argv (`--token X`, `--api-key=X`), by option name."""
+    found: dict[str, str] = {}
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if not arg.startswith("-"):
+            continue
+        name, equals, value = arg.partition("=")
+        if not equals:
+            value = args[i + 1] if i + 1 < len(args) and not args[i + 1].startswith("-") else ""
+        if SECRET_NAME.search(name) and len(value) >= MIN_SECRET_LEN:
+            found.setdefault(name.lstrip("-"), value)
+    return found
 
 
 class Redactor:
     """Masks secret values from environment snapshots plus well-known token formats.
 
-    `env` is the process environment (default: os.environ); `extra` are further variable tables
-    whose secret-looking values are masked the same way (a session file's `[phases.env]`, say).
+    `env` is the process environment (default: os.environ); `extra` are further tables whose
+    secret-looking values are masked the same way (a session file's `[phases.env]` and `[phases.with]`,
+    nested tables included); `argvs` are command lines whose secret-looking options are (`--token X`).
     """
 
-    def __init__(self, env: Mapping[str, str] | None = None, *, extra: Iterable[Mapping[str, str]] = ()) -> None:
-        tables = [os.environ if env is None else env, *extra]
+    def __init__(self, env: Mapping[str, str] | None = None, *, extra: Iterable[Mapping[str, Any]] = (),
+                 argvs: Iterable[Iterable[str]] = ()) -> None:
+        tables = [os.environ if env is None else env, *extra, *map(secret_arguments, argvs)]
         # value -> name; the first table to name a value labels it (two phases may share a name).
         secrets: dict[str, str] = {}
         for table in tables:

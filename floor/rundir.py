@@ -17,6 +17,15 @@ def utc_stamp(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ")
 
 
+def resolved(path: Path) -> Path:
+    """`path` made absolute with its links followed; RunDirError for a loop of links (pathlib raises RuntimeError)."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "its symbolic links form a loop"
+        raise RunDirError(f"{path}: cannot be used as a run folder ({reason}); pick another path") from None
+
+
 class Placeholders(NamedTuple):
     """The `{name}` placeholders a session file's argv and gate paths may use, with one phase's values."""
 

@@ -5,7 +5,7 @@ every reviewer error pause for the operator; STOP stops the session early. The j
 call, asked before the reviewer starts and answered after, so a reviewer is billed once: a crash in
 between pauses for the operator. `reviews/<gate>-<attempt>/` is an audit copy only (a phase can write
 into the run folder), its files' sha256 in the journal. A reviewer that changes the repository (`.git/`
-included) or the phase's artifacts stops the session.
+included) or the run folder's artifacts and review records (of any phase) stops the session.
 """
 
 from __future__ import annotations
@@ -131,18 +131,23 @@ def _asked_now(context: GateContext, options: ReviewOptions, spec: ReviewerSpec,
     watch = ArtifactWatch(context.run_dir, context.artifacts_dir, log.artifacts() if log is not None else {})
     if changed := watch.changed_since_the_phase():
         return _tampered("the phase's artifacts changed after the phase ended, before the review", changed)
-    before = watch.now()
+    readings: list[dict[Path, str]] = []
     answers: list[dict[str, Any]] = []
 
+    def asked() -> None:
+        # Read once the prompt is in place, right before the reviewer starts: what differs later is its doing.
+        readings.append(watch.now())
+        if log is not None:
+            log.asked()
+
     def answered(outcome: ReviewOutcome, audit: Mapping[str, str]) -> None:
-        answers.append(_answer(outcome, watch.changed(before, watch.now())))
+        answers.append(_answer(outcome, watch.changed(readings[0], watch.now()) if readings else []))
         if log is not None:
             log.answered(answers[-1], audit, outcome.cost_usd)
 
     _clear(out_dir)
-    journaling = {"on_asked": log.asked} if log is not None else {}
     run_review(_request(context, options), spec, out_dir, repo_dir=context.session_dir,
-               options=RunOptions(repo_exclude=[str(context.run_dir)], on_answered=answered, **journaling))
+               options=RunOptions(repo_exclude=[str(context.run_dir)], on_asked=asked, on_answered=answered))
     crash_point("after_review")
     return _result(answers[-1], context, out_dir)
 
@@ -160,7 +165,8 @@ def _result(record: dict[str, Any], context: GateContext, out_dir: Path) -> Gate
         return GateResult(GateStatus.FAIL, f"the reviewer modified the repository: {reason}", evidence, metrics,
                           route=Route.STOP)
     if record.get("artifacts_changed"):
-        result = _tampered("the reviewer changed the phase's artifacts", list(record["artifacts_changed"]))
+        result = _tampered("the reviewer changed the run folder's artifacts or review records",
+                           list(record["artifacts_changed"]))
         return GateResult(result.status, result.summary, {**evidence, **result.evidence}, metrics, route=result.route)
     summary = f"reviewer says {decision}: {reason}"
     return GateResult(DECISION_STATUS[decision], summary, evidence, metrics, route=DECISION_ROUTE.get(decision),

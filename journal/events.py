@@ -32,7 +32,7 @@ class EventKind(enum.StrEnum):
     EARLY_STOP_REQUESTED = "early_stop_requested"
     INVALID_EVENT = "invalid_event"  # a line of a phase's events pipe refused (a warning; the phase goes on)
     ARTIFACT_REFUSED = "artifact_refused"  # an artifact outside the phase's artifact folder, never read
-    EVENTS_DROPPED = "events_dropped"  # warnings past the per-attempt limit, counted instead of journaled
+    EVENTS_DROPPED = "events_dropped"  # warnings and phase events past the per-attempt limits, counted instead
     BUDGET_WARNING = "budget_warning"
     RECOVERED = "recovered"
 
@@ -65,9 +65,19 @@ _TEXT: dict[str, Render] = {
                                                   f"{d.get('summary')}"),
     EventKind.INVALID_EVENT: lambda p, d: f"! {p}: event refused ({d.get('error')})",
     EventKind.ARTIFACT_REFUSED: lambda p, d: f"! {p}: artifact {d.get('path')} refused ({d.get('error')})",
-    EventKind.EVENTS_DROPPED: lambda p, d: (f"! {p}: {d.get('dropped')} more refused event(s) of attempt "
-                                            f"{d.get('attempt')} dropped, not journaled"),
+    EventKind.EVENTS_DROPPED: lambda p, d: _dropped_line(p, d),
 }
+
+
+def _dropped_line(phase: str | None, data: dict[str, Any]) -> str:
+    """How many events of an attempt were counted, not journaled: refused ones past the warnings, valid ones past
+    the journal's limits (log lines, stop requests, metric names and history)."""
+    limited = data.get("limited") or 0
+    if not limited:
+        return (f"! {phase}: {data.get('dropped')} more refused event(s) of attempt {data.get('attempt')} "
+                f"dropped, not journaled")
+    return (f"! {phase}: {data.get('dropped')} more event(s) of attempt {data.get('attempt')} dropped, not "
+            f"journaled ({limited} past the journal's limits per attempt)")
 
 
 def _session_line(data: dict[str, Any], marks: Mapping[str, str]) -> str:

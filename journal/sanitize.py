@@ -23,9 +23,29 @@ def cut(text: str, limit: int = MAX_TEXT_CHARS) -> str:
     return f"{text[:keep]}… [{len(text) - keep} more characters]"
 
 
+def storable(text: str) -> str:
+    """`text` as UTF-8 can hold it: a lone surrogate (an undecodable file name, say) reads as `\\udcff`."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+# C0 and C1 control characters (tab aside) and DEL, written as escapes: a phase's text must not move a
+# terminal's cursor, recolour it or forge a line of its own.
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if code != 0x09}
+_CONTROLS.update({0x0A: "\\n", 0x0D: "\\r"})
+
+
+def printable(text: str) -> str:
+    """One line a terminal shows as it reads: control characters escaped, secrets already masked by the caller."""
+    return storable(text).translate(_CONTROLS)
+
+
 def masked_text(text: str, mask: Mask, limit: int = MAX_TEXT_CHARS) -> str:
     """Masked, then cut: a cut never leaves part of a secret that masking would no longer recognise."""
-    return cut(mask(text), limit)
+    return cut(storable(mask(text)), limit)
 
 
 def clean(value: Any, mask: Mask, limit: int = MAX_TEXT_CHARS, depth: int = 0) -> Any:

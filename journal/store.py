@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import os
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from phasegate.floor.errors import JournalError
 from phasegate.floor.redact import Redactor
 from phasegate.floor.states import (
     OPEN_ATTEMPT_STATES,
     AttemptState,
-    GateStatus,
     PhaseState,
     SessionState,
     check_phase_transition,
@@ -28,6 +23,9 @@ from phasegate.floor.states import (
 )
 from phasegate.journal import budget
 from phasegate.journal.events import EventKind
+from phasegate.journal.intake import MAX_WARNINGS_PER_ATTEMPT as MAX_WARNINGS_PER_ATTEMPT
+from phasegate.journal.intake import Intake
+from phasegate.journal.opening import connect, creating, open_connection
 from phasegate.journal.records import (
     AttemptRecord,
     CommandRecord,
@@ -39,64 +37,11 @@ from phasegate.journal.records import (
     RunRecord,
 )
 from phasegate.journal.sanitize import MAX_TEXT_CHARS, clean, masked_text
-
-SCHEMA_VERSION = 2
-
-SCHEMA = """
-CREATE TABLE run (
-    id INTEGER PRIMARY KEY CHECK (id = 1), run_id TEXT NOT NULL, name TEXT NOT NULL,
-    state TEXT NOT NULL, reason TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL,
-    spec_sha256 TEXT NOT NULL, session_dir TEXT NOT NULL, spec_path TEXT NOT NULL);
-CREATE TABLE phases (
-    id TEXT PRIMARY KEY, position INTEGER NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
-    started_at REAL, ended_at REAL, progress_done INTEGER, progress_total INTEGER,
-    progress_step TEXT, last_activity REAL, error TEXT);
-CREATE TABLE attempts (
-    phase TEXT NOT NULL, attempt INTEGER NOT NULL, state TEXT NOT NULL, input_hash TEXT,
-    pid INTEGER, pid_start TEXT, started_at REAL NOT NULL, ended_at REAL, exit_code INTEGER,
-    reason TEXT, PRIMARY KEY (phase, attempt));
-CREATE TABLE events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, type TEXT NOT NULL,
-    phase TEXT, data TEXT NOT NULL);
-CREATE TABLE metrics (
-    phase TEXT NOT NULL, name TEXT NOT NULL, value REAL, ts REAL NOT NULL,
-    PRIMARY KEY (phase, name));
-CREATE TABLE artifacts (
-    phase TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
-    ts REAL NOT NULL, PRIMARY KEY (phase, path));
-CREATE TABLE gates (
-    gate_id TEXT NOT NULL, phase TEXT NOT NULL, attempt INTEGER NOT NULL, stage TEXT NOT NULL,
-    kind TEXT NOT NULL, status TEXT NOT NULL, summary TEXT NOT NULL, evidence TEXT NOT NULL,
-    metrics TEXT NOT NULL, decided_at REAL NOT NULL, PRIMARY KEY (phase, gate_id, attempt));
-CREATE TABLE operator_actions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, gate_id TEXT NOT NULL, action TEXT NOT NULL,
-    note TEXT NOT NULL, ts REAL NOT NULL, phase TEXT);
-CREATE TABLE reviews (
-    phase TEXT NOT NULL, gate_id TEXT NOT NULL, attempt INTEGER NOT NULL, asked_at REAL NOT NULL,
-    answered_at REAL, answer TEXT, audit TEXT, PRIMARY KEY (phase, gate_id, attempt));
-CREATE TABLE gpu_samples (
-    ts REAL NOT NULL, phase TEXT, gpu INTEGER NOT NULL, available INTEGER NOT NULL, reason TEXT,
-    name TEXT, mem_used_mb REAL, mem_total_mb REAL, util_pct REAL, temp_c REAL, power_w REAL,
-    proc_mem_mb REAL);
-CREATE TABLE ledger (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL, phase TEXT,
-    seconds REAL, amount_usd REAL NOT NULL, note TEXT NOT NULL);
-CREATE TABLE param_overrides (
-    phase TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, gate_id TEXT NOT NULL, ts REAL NOT NULL,
-    PRIMARY KEY (phase, key));
-CREATE TABLE commands (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, kind TEXT NOT NULL,
-    args TEXT NOT NULL, handled_at REAL, result TEXT);
-"""
+from phasegate.journal.schema import SCHEMA, SCHEMA_VERSION
 
 Clock = Callable[[], float]
 # A gate's evidence may quote whole files (a reviewer's answer): masked, and cut only when very long.
 GATE_EVIDENCE_CHARS = 100_000
-# A phase's refused events and artifacts: this many warnings per attempt, then only a count.
-MAX_WARNINGS_PER_ATTEMPT = 20
-# While a phase floods, its drop count is journaled at most this often (and before any other event).
-DROP_NOTE_INTERVAL_S = 1.0
 # Labels a phase names (a metric, a progress step) are kept this long.
 MAX_LABEL_CHARS = 200
 # What a write to the run folder or the journal raises when storage fails (a full disk, say).
@@ -109,67 +54,6 @@ def is_disk_full(exc: BaseException) -> bool:
         return True
     return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
 
-
-@contextmanager
-def _creating(path: Path, conn: sqlite3.Connection | None = None) -> Iterator[None]:
-    """While a journal is created: a failure (a full disk, say) closes it and says so as a JournalError."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        if conn is not None:
-            conn.close()
-        raise JournalError(f"{path}: cannot create the journal: {exc}") from None
-
-
-@cache
-def _expected_tables() -> dict[str, tuple[str, ...]]:
-    """Each table of SCHEMA with its columns, as SQLite itself reads the schema."""
-    conn = sqlite3.connect(":memory:")
-    try:
-        conn.executescript(SCHEMA)
-        return _tables(conn)
-    finally:
-        conn.close()
-
-
-def _tables(conn: sqlite3.Connection) -> dict[str, tuple[str, ...]]:
-    names = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"
-                                            " AND name NOT LIKE 'sqlite_%'")]
-    return {name: tuple(row[1] for row in conn.execute("SELECT * FROM pragma_table_info(?)", (name,)))
-            for name in names}
-
-
-# The columns readers turn into state enums, with the values they may hold.
-_STATE_COLUMNS = (("run", "state", SessionState), ("phases", "state", PhaseState),
-                  ("attempts", "state", AttemptState), ("gates", "status", GateStatus))
-
-
-def _damage(conn: sqlite3.Connection) -> str | None:
-    """What makes a journal that passed SQLite's own check unusable: a table gone, a state nobody writes."""
-    found = _tables(conn)
-    for table, columns in _expected_tables().items():
-        missing = sorted(set(columns) - set(found.get(table, ())))
-        if table not in found:
-            return f"table {table!r} is missing"
-        if missing:
-            return f"table {table!r} lacks column(s) {', '.join(missing)}"
-    for table, column, states in _STATE_COLUMNS:
-        marks = ", ".join("?" * len(states))
-        row = conn.execute(f"SELECT {column} FROM {table} WHERE {column} NOT IN ({marks}) LIMIT 1",
-                           tuple(str(s) for s in states)).fetchone()
-        if row is not None:
-            return f"table {table!r} holds the {column} {row[0]!r}, which phasegate never writes"
-    return None
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    # FULL: a committed state change survives power loss, not only a process crash.
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=30000")
-    return conn
 
 
 class Journal:
@@ -186,10 +70,8 @@ class Journal:
         self.clock = clock
         # Masks every text that enters the journal; the controller gives it the session's secrets.
         self.redactor = redactor or Redactor()
-        self._warnings: Counter[tuple[str, int]] = Counter()
-        self._dropped: Counter[tuple[str, int]] = Counter()
-        self._drops_unjournaled: set[tuple[str, int]] = set()
-        self._drops_noted: dict[tuple[str, int], float] = {}
+        # What this controller kept and counted of its phases' input (limits per attempt, held updates).
+        self._intake = Intake()
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -198,11 +80,11 @@ class Journal:
         """Create a new journal with its run row and one pending row per phase."""
         # Private like the logs: SQLite gives the -wal and -shm files the mode of the database file.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        with _creating(path):
-            conn = _connect(path)
+        with creating(path):
+            conn = connect(path)
         journal = cls(conn, path, clock)
         now = clock()
-        with _creating(path, conn), journal.transaction():
+        with creating(path, conn), journal.transaction():
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -220,28 +102,8 @@ class Journal:
 
     @classmethod
     def open(cls, path: Path, clock: Clock = time.time) -> Journal:
-        """Open an existing journal, checking that it is intact and of this schema version."""
-        try:
-            conn = _connect(path)
-            ok = conn.execute("PRAGMA quick_check").fetchone()[0]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            damage = None if ok != "ok" or version != SCHEMA_VERSION else _damage(conn)
-        except sqlite3.DatabaseError as exc:
-            raise JournalError(f"{path}: the journal is unreadable ({exc}); it may be corrupt or truncated. "
-                               f"Completed artifacts under {path.parent / 'artifacts'} are untouched; "
-                               f"run `phasegate recover {path.parent}` to list them") from None
-        if ok != "ok":
-            raise JournalError(f"{path}: the journal failed its integrity check ({ok}). Completed artifacts "
-                               f"are untouched; run `phasegate recover {path.parent}` to list them")
-        if version != SCHEMA_VERSION:
-            raise JournalError(f"{path}: journal schema version {version}, this phasegate reads version "
-                               f"{SCHEMA_VERSION}; use the phasegate release that created this run")
-        if damage is not None:
-            conn.close()
-            raise JournalError(f"{path}: the journal is damaged ({damage}); it was edited or broken outside "
-                               f"phasegate. Completed artifacts are untouched; run `phasegate recover "
-                               f"{path.parent}` to list them")
-        return cls(conn, path, clock)
+        """Open an existing journal, checking that it is intact, of this schema version and the run's own."""
+        return cls(open_connection(path), path, clock)
 
     def close(self) -> None:
         self._conn.close()
@@ -267,8 +129,9 @@ class Journal:
         self._conn.execute("COMMIT")
 
     def _event(self, kind: EventKind, phase: str | None, data: dict[str, Any]) -> int:
-        """Insert one event (secrets masked, text cut short, numbers finite); drop counts not yet journaled go first."""
-        self._journal_drops()
+        """Insert one event (secrets masked, text cut short, numbers finite); held updates and drop counts
+        not yet journaled go first."""
+        self._journal_held()
         return self._insert_event(kind, phase, data)
 
     def _insert_event(self, kind: EventKind, phase: str | None, data: dict[str, Any]) -> int:
@@ -278,12 +141,47 @@ class Journal:
         )
         return int(cursor.lastrowid)
 
-    def _journal_drops(self) -> None:
-        for key in sorted(self._drops_unjournaled):
-            phase, attempt = key
-            self._insert_event(EventKind.EVENTS_DROPPED, phase, {"attempt": attempt, "dropped": self._dropped[key]})
-            self._drops_noted[key] = time.monotonic()
-        self._drops_unjournaled.clear()
+    def _journal_held(self) -> None:
+        """Write held progress and metric updates of current attempts, then drop counts not yet journaled."""
+        progress, metrics = self._intake.take_updates()
+        for (phase, attempt), (done, total, step) in progress.items():
+            if self._attempt_of(phase) == attempt:  # an update of an attempt since ended is not the phase's now
+                step = self._text(step, MAX_LABEL_CHARS)
+                self._conn.execute("UPDATE phases SET progress_done=?, progress_total=?, progress_step=?,"
+                                   " last_activity=? WHERE id=?", (done, total, step, self.clock(), phase))
+                self._insert_event(EventKind.PROGRESS, phase, {"done": done, "total": total, "step": step})
+        for (phase, attempt), values in metrics.items():
+            if self._attempt_of(phase) == attempt:
+                self._journal_metrics(phase, attempt, values)
+        for (phase, _), data in self._intake.drop_notes():
+            self._insert_event(EventKind.EVENTS_DROPPED, phase, data)
+
+    def _journal_metrics(self, phase: str, attempt: int, values: dict[str, float | None]) -> None:
+        now = self.clock()
+        for name, value in values.items():
+            name = self._text(name, MAX_LABEL_CHARS)
+            self._conn.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)", (phase, name, value, now))
+            if self._intake.take_metric_event((phase, attempt)):
+                self._insert_event(EventKind.METRIC, phase, {"name": name, "value": value})
+            else:  # the table keeps the value; its history is counted
+                self._intake.drop((phase, attempt), limited=True)
+
+    def _attempt_of(self, phase: str) -> int:
+        return self.phase(phase).attempts
+
+    def _count_drop(self, phase: str, attempt: int, *, limited: bool) -> None:
+        """Count an event not journaled; the count is journaled at once, then at most once a second."""
+        key = (phase, attempt)
+        self._intake.drop(key, limited=limited)
+        if self._intake.drop_note_due(key):
+            with self.transaction():
+                self._journal_held()
+
+    def flush_updates(self) -> None:
+        """Write held progress and metric updates when they are due (a controller calls this as it waits)."""
+        if self._intake.updates_due():
+            with self.transaction():
+                self._journal_held()
 
     def _text(self, text: str | None, limit: int = MAX_TEXT_CHARS) -> str | None:
         """Text a phase sent, as a column keeps it: masked, then cut short."""
@@ -300,16 +198,20 @@ class Journal:
         Returns whether it was journaled. The count is journaled at once, then at most once a
         second, and before any other event, so a flood costs the journal a few rows.
         """
-        key = (phase, self.phase(phase).attempts)
-        if self._warnings[key] < MAX_WARNINGS_PER_ATTEMPT:
-            self._warnings[key] += 1
+        attempt = self._attempt_of(phase)
+        if self._intake.take_warning((phase, attempt)):
             self.append_event(kind, phase, data)
             return True
-        self._dropped[key] += 1
-        self._drops_unjournaled.add(key)
-        if time.monotonic() - self._drops_noted.get(key, -math.inf) >= DROP_NOTE_INTERVAL_S:
-            with self.transaction():
-                self._journal_drops()
+        self._count_drop(phase, attempt, limited=False)
+        return False
+
+    def record_message(self, kind: EventKind, phase: str, data: dict[str, Any]) -> bool:
+        """Journal what a phase said (a log line, a stop request); past the per-attempt limit it is only counted."""
+        attempt = self._attempt_of(phase)
+        if self._intake.take_message((phase, attempt)):
+            self.append_event(kind, phase, data)
+            return True
+        self._count_drop(phase, attempt, limited=True)
         return False
 
     # -- session -----------------------------------------------------------------------------
@@ -453,25 +355,25 @@ class Journal:
         return [AttemptRecord.from_row(r) for r in rows]
 
     def record_progress(self, phase: str, done: int, total: int, step: str | None) -> None:
-        step = self._text(step, MAX_LABEL_CHARS)
-        with self.transaction():
-            self._conn.execute(
-                "UPDATE phases SET progress_done=?, progress_total=?, progress_step=?, last_activity=? WHERE id=?",
-                (done, total, step, self.clock(), phase),
-            )
-            self._event(EventKind.PROGRESS, phase, {"done": done, "total": total, "step": step})
+        """Hold a phase's progress; it is written at most 4 times a second, the latest always (before any event)."""
+        self._intake.hold_progress((phase, self._attempt_of(phase)), (done, total, step))
+        self.flush_updates()
 
     def touch(self, phase: str) -> None:
-        """Note that a phase showed a sign of life (a heartbeat or a log line)."""
-        with self.transaction():
-            self._conn.execute("UPDATE phases SET last_activity=? WHERE id=?", (self.clock(), phase))
+        """Note that a phase showed a sign of life (a heartbeat), at most once a second; held updates go with it."""
+        if self._intake.touch_due(phase):
+            with self.transaction():
+                self._conn.execute("UPDATE phases SET last_activity=? WHERE id=?", (self.clock(), phase))
+                self._journal_held()
 
     def record_metric(self, phase: str, name: str, value: float) -> None:
-        name = self._text(name, MAX_LABEL_CHARS)
-        value = value if math.isfinite(value) else None  # SQLite has no NaN; JSON has neither
-        with self.transaction():
-            self._conn.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)", (phase, name, value, self.clock()))
-            self._event(EventKind.METRIC, phase, {"name": name, "value": value})
+        """Hold a metric's value like progress; a new name past the attempt's limit is only counted."""
+        attempt = self._attempt_of(phase)
+        if not self._intake.take_metric_name((phase, attempt), name):
+            self._count_drop(phase, attempt, limited=True)
+            return
+        self._intake.hold_metric((phase, attempt), name, value)  # NaN is held as None: SQLite and JSON have neither
+        self.flush_updates()
 
     # -- gates -------------------------------------------------------------------------------
     def record_gate(self, *, gate_id: str, phase: str, attempt: int, stage: str, kind: str, status: str,

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from phasegate.floor.states import Route
+from phasegate.reviews.json_scan import STRICT, AnswerRefused, brace_starts, json_objects
 
 
 class Decision(enum.StrEnum):
@@ -77,20 +78,11 @@ def reviewer_error(reason: str) -> Verdict:
 
 
 def find_json_objects(text: str) -> list[dict[str, Any]]:
-    """Every top-level JSON object in `text`, bare or inside markdown fences, in order."""
-    decoder = json.JSONDecoder()
-    found: list[dict[str, Any]] = []
-    index = text.find("{")
-    while index != -1:
-        try:
-            value, end = decoder.raw_decode(text, index)
-        except json.JSONDecodeError:
-            index = text.find("{", index + 1)
-            continue
-        if isinstance(value, dict):
-            found.append(value)
-        index = text.find("{", end)
-    return found
+    """Every top-level JSON object in `text`, bare or inside markdown fences, in order.
+
+    Raises AnswerRefused for a number JSON does not define, a repeated key, or text too tangled to read.
+    """
+    return list(json_objects(text, brace_starts(text), STRICT))
 
 
 def _candidates(text: str) -> list[dict[str, Any]]:
@@ -126,7 +118,10 @@ def parse_decision(text: str, *, gate_id: str, nonce: str) -> Verdict:
 
 def _parse_decision(text: str, *, gate_id: str, nonce: str) -> Verdict:
     """The verdict of `text`; may raise on input the JSON decoder cannot take (nesting too deep)."""
-    picked = _pick(_candidates(text))
+    try:
+        picked = _pick(_candidates(text))
+    except AnswerRefused as exc:
+        return reviewer_error(f"the reviewer's answer {exc}")
     if isinstance(picked, str):
         return reviewer_error(picked)
     try:

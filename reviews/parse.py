@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from phasegate.reviews.config import ReviewerSpec
+from phasegate.reviews.json_scan import json_objects, line_starts
 
 
 @dataclass(frozen=True)
@@ -31,17 +32,9 @@ def _failed(message: str, text: str = "") -> ReviewerOutput:
 
 def _json_object(text: str) -> dict[str, Any] | None:
     """The last JSON object in `text` that starts a line (CLIs may print warnings before it)."""
-    decoder = json.JSONDecoder()
     found = None
-    for index in [0, *(i + 1 for i, ch in enumerate(text) if ch == "\n")]:
-        start = len(text[index:]) - len(text[index:].lstrip(" \t"))
-        if text.startswith("{", index + start):
-            try:
-                value, _ = decoder.raw_decode(text, index + start)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(value, dict):
-                found = value
+    for found in json_objects(text, line_starts(text)):  # noqa: B007 - the last one is wanted
+        pass
     return found
 
 

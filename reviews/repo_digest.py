@@ -7,6 +7,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from phasegate.floor.reading import open_regular
+
 _CHUNK = 1024 * 1024
 
 
@@ -27,14 +29,14 @@ def _relative_excludes(root: Path, exclude: Iterable[str]) -> set[str]:
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of one file's bytes, or a marker naming why it could not be read."""
+    """sha256 of one file's bytes, or a marker naming why it could not be read (a FIFO is never opened to wait)."""
     digest = hashlib.sha256()
     try:
-        with path.open("rb") as handle:
+        with os.fdopen(open_regular(path), "rb") as handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
     except OSError as exc:
-        return f"unreadable:{type(exc).__name__}"
+        return f"unreadable:{exc.strerror or type(exc).__name__}"
     return digest.hexdigest()
 
 

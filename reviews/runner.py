@@ -14,6 +14,7 @@ from types import MappingProxyType
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 from tenacity.wait import wait_base
 
+from phasegate.floor.processes import StopSignal, stop_signal
 from phasegate.floor.redact import Redactor, write_private
 from phasegate.reviews.audit import AuditContext, audit_digests, audit_texts, write_audit
 from phasegate.reviews.config import ReviewerSpec
@@ -42,6 +43,7 @@ RATE_LIMITED = re.compile(
     r"\b429\b|rate[ _-]?limit|too many requests|overloaded|resource[ _]exhausted", re.IGNORECASE
 )
 DEFAULT_WAIT: wait_base = wait_random_exponential(multiplier=2, max=60)
+STOP_CHECK_S = 0.1  # how often a backoff wait looks for a stop signal
 
 
 def _nothing() -> None:
@@ -163,12 +165,24 @@ def _run_attempts(
         wait=options.wait,
         retry=retry_if_exception_type(_Transient),
         reraise=True,
+        sleep=sleep_unless_stopped,
     )
     try:
         retrying(once)
     except _Transient:
         pass
     return records
+
+
+def sleep_unless_stopped(seconds: float) -> None:
+    """Tenacity's backoff wait, cut short by a stop signal: a SIGTERM must not wait out a 60 s backoff."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if (signum := stop_signal()) is not None:
+            raise StopSignal(signum)
+        time.sleep(min(left, STOP_CHECK_S))
+    if (signum := stop_signal()) is not None:  # the next reviewer must not start after a stop either
+        raise StopSignal(signum)
 
 
 def verdict_of(record: AttemptRecord, request: ReviewRequest, spec: ReviewerSpec) -> Verdict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -30,7 +29,13 @@ from phasegate.floor.redact import Redactor
 from phasegate.floor.states import PhaseState, Route, SessionState
 from phasegate.journal.events import EventKind
 from phasegate.journal.store import STORAGE_ERRORS, is_disk_full
-from phasegate.session.artifacts import refusal, verify_completed
+from phasegate.session.artifacts import (
+    MAX_DECLARED,
+    clear_folder,
+    fresh_folder,
+    refusal,
+    verify_completed,
+)
 from phasegate.session.budget import BudgetMeter
 from phasegate.session.gating import (
     StageOutcome,
@@ -52,11 +57,19 @@ from phasegate.session.runner import (
     spawn,
 )
 from phasegate.session.runs import OpenRun
-from phasegate.session.spec import PhaseSpec
+from phasegate.session.spec import PhaseSpec, SessionSpec
 from phasegate.session.watchdog import Watchdog
 
 Listener = Callable[[dict[str, Any]], None]
-PROGRESS_INTERVAL_S = 0.25
+
+
+def session_redactor(spec: SessionSpec, env: dict[str, str]) -> Redactor:
+    """A redactor of the environment's secrets, the session file's `env` and `with` tables' and the values of
+    secret-named options in its command lines (`--token X`)."""
+    tables = [*(phase.env for phase in spec.phases), *(phase.params for phase in spec.phases)]
+    argvs = [*(phase.run for phase in spec.phases),
+             *([*(reviewer.command or []), *reviewer.extra_args] for reviewer in spec.reviewers.values())]
+    return Redactor(env, extra=tables, argvs=argvs)
 
 
 @dataclass(frozen=True)
@@ -80,15 +93,13 @@ class Controller:
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.reporter = Reporter(run, clock)
         self.inputs = PhaseInputs(run, self.reporter)
-        # Secrets (the environment's and the session file's `env` tables') never reach a log, the journal or a report.
-        self.redactor = Redactor(self.base_env, extra=[phase.env for phase in run.loaded.spec.phases])
+        self.redactor = session_redactor(run.loaded.spec, self.base_env)  # secrets never reach a log or a report
         self.journal.redactor = self.redactor
         reader = gpu_reader or default_reader(self.base_env)
         self.meter = BudgetMeter(self.journal, hourly_rate(run.loaded.spec.session, reader), clock)
         self.watchdog = Watchdog(self.journal, run.loaded.spec.session, reader, self.meter)
         # Listeners see new events only, unless asked to replay the run's history from its start.
         self._published = 0 if replay else self._last_seq()
-        self._last_progress: dict[str, float] = {}
         self._artifact_paths: list[Path] = []
         self._stop_event: dict[str, Any] | None = None
         self._oom_line: str | None = None
@@ -112,9 +123,12 @@ class Controller:
                                                                     "starting: the run stays stopped"})
                     return ExitCode.STOPPED
                 try:
-                    return self._execute()
+                    code = self._execute()
                 except StopSignal as stop:
                     return self._stop_on_signal(stop.signum)
+                if code is ExitCode.PAUSED and (signum := stop_signal()) is not None:
+                    return self._stop_on_signal(signum)  # it came while the pause was written: still a stop
+                return code
         except InvalidInput as exc:  # the user's to fix (a phase cannot start, say): stopped, not an internal error
             self._stop_on_invalid_input(exc)
             raise
@@ -224,8 +238,7 @@ class Controller:
         attempt = self.journal.begin_attempt(phase.id, input_hash(argv, phase, params, self.run.loaded.sha256))
         self._publish()
         crash_point("after_intent")
-        shutil.rmtree(artifacts, ignore_errors=True)  # every attempt starts from a clean state
-        artifacts.mkdir(parents=True)
+        fresh_folder(artifacts)  # every attempt starts from a clean state (a link left in its place is removed)
         self._artifact_paths = []
         self._stop_event = None
         inherited = child_faults(self.base_env)  # the controller's own faults are not the child's
@@ -283,32 +296,31 @@ class Controller:
     def _on_event(self, phase_id: str, event: ChildEvent) -> None:
         self.watchdog.activity()
         match event:
-            case ProgressEvent(done=done, total=total, step=step):
-                now = time.monotonic()  # throttled: a chatty phase must not flood the journal
-                if now - self._last_progress.get(phase_id, 0.0) >= PROGRESS_INTERVAL_S or done >= total:
-                    self._last_progress[phase_id] = now
-                    self.journal.record_progress(phase_id, done, total, step)
+            case ProgressEvent(done=done, total=total, step=step):  # the journal throttles it, keeping the latest
+                self.journal.record_progress(phase_id, done, total, step)
             case MetricEvent(name=name, value=value):
                 self.journal.record_metric(phase_id, name, value)
                 self.watchdog.metric(name, value)
             case ArtifactEvent(path=path):
                 if (problem := refusal(Path(path), self.run.run_dir.artifacts(phase_id))) is None:
-                    self._artifact_paths.append(Path(path))
+                    if len(self._artifact_paths) < MAX_DECLARED:  # the folder's walk finds every file anyway
+                        self._artifact_paths.append(Path(path))
                 else:  # never read: a phase may not hand the controller /etc/shadow as its output
                     self.journal.record_warning(EventKind.ARTIFACT_REFUSED, phase_id, {"path": path, "error": problem})
             case StopEvent(trigger=trigger, summary=summary):
-                self._stop_event = event
-                self.journal.append_event(EventKind.EARLY_STOP_REQUESTED, phase_id,
-                                          {"trigger": trigger, "summary": summary})
+                self._stop_event = event  # journaled within the attempt's limit, like a log line
+                self.journal.record_message(EventKind.EARLY_STOP_REQUESTED, phase_id,
+                                            {"trigger": trigger, "summary": summary})
             case HeartbeatEvent():
                 self.journal.touch(phase_id)
-            case LogEvent(message=message):  # the journal masks, then cuts it short
-                self.journal.append_event(EventKind.LOG, phase_id, {"message": message})
+            case LogEvent(message=message):  # the journal masks, cuts it short, and counts it past its limit
+                self.journal.record_message(EventKind.LOG, phase_id, {"message": message})
             case InvalidEvent():  # a warning, bounded in size and in number; the phase goes on
                 self.journal.record_warning(EventKind.INVALID_EVENT, phase_id, event.journaled)
         self._publish()
 
     def _on_tick(self, last_output: float) -> Interruption | None:
+        self.journal.flush_updates()  # a phase gone quiet still shows its latest progress and metrics
         self._publish()
         if (signum := stop_signal()) is not None:
             return Interruption(Trigger.SIGNAL, f"stopped by {signal.Signals(signum).name}")
@@ -341,7 +353,8 @@ class Controller:
         return ExitCode.STOPPED
 
     def _stop_on_signal(self, signum: int) -> ExitCode:
-        """SIGTERM or SIGINT outside a phase's child (between phases, in a reviewer): stop where the run stands."""
+        """A stop signal outside a phase's child (between phases, in a reviewer, during a pause): stop where the
+        run stands."""
         phase_id = self.journal.running_phase()
         name = signal.Signals(signum).name
         self.meter.tick(phase_id, force=True)
@@ -400,7 +413,7 @@ class Controller:
         # Whether or not a group's leader is alive: a wrapper's workers must not run beside the next attempt.
         end_leftovers(self.run.run_dir.root, open_attempts)
         for open_attempt in open_attempts:
-            shutil.rmtree(self.run.run_dir.artifacts(open_attempt.phase), ignore_errors=True)
+            clear_folder(self.run.run_dir.artifacts(open_attempt.phase))
             self.journal.discard_attempt(open_attempt.phase, open_attempt.attempt, "interrupted by a controller crash")
 
     # -- helpers -----------------------------------------------------------------------------

@@ -81,9 +81,16 @@ def recheck_gates(phases: list[PhaseSpec], phase: PhaseSpec) -> list[DeclaredGat
 
 def gate_phases(phases: list[PhaseSpec]) -> dict[str, str]:
     """Every gate id a session declares, in order, with the ids of policy re-checks: the phase each gates."""
-    gates = [g for p in phases for stage in ("pre", "post") for g in declared_gates(p, stage)]
-    gates += [g for p in phases for g in recheck_gates(phases, p)]
-    return {g.gate_id: g.phase_id for g in gates}
+    # One pass (the re-checks of each phase are those of the phases before it): linear in a long session.
+    declared, rechecks, rechecked = {}, {}, []
+    for phase in phases:
+        rechecks.update({f"{gate_id}@{phase.id}": phase.id for gate_id in rechecked})
+        for stage in ("pre", "post"):
+            for gate in declared_gates(phase, stage):
+                declared[gate.gate_id] = phase.id
+                if gate.gate.rechecks_every_phase:
+                    rechecked.append(gate.gate_id)
+    return {**declared, **rechecks}
 
 
 def all_gate_ids(phases: list[PhaseSpec]) -> list[str]:

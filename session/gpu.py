@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from phasegate.floor.processes import group_tree
+
 FAKE_READER_ENV = "PHASEGATE_GPU_READER"  # "fake:<json file>": scripted samples, for tests and demos
 MIB = 1024 * 1024
 
@@ -119,13 +121,7 @@ def default_reader(env: dict[str, str] | None = None) -> GpuReader:
 
 
 def process_group_pids(pgid: int) -> set[int]:
-    """Pids of a process group (the phase child and everything it started), from /proc."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) == pgid:
-                    pids.add(int(entry.name))
-            except OSError:
-                continue
-    return pids
+    """Pids of the phase tree whose process group is `pgid`: the group, every process with the tree's tag
+    (escapees that called setsid included) and the orphans the controller adopted, as containment finds them."""
+    members, _ = group_tree(pgid).members()
+    return {member.pid for member in members}

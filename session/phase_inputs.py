@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import shlex
+import string
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +78,9 @@ class PhaseInputs:
         """The phase's argv with its placeholders filled; InvalidInput when that argv cannot be started."""
         if phase.kind == "command":
             script = shell_script_index(phase.run)
-            quoted = {name: shlex.quote(value) for name, value in values.items()}
             # A shell parses its script again: there a run folder named `r $(touch x)` must stay one word.
-            argv = [expand(arg, quoted if index == script else values) for index, arg in enumerate(phase.run)]
+            argv = [fill_shell_script(arg, values) if index == script else expand(arg, values)
+                    for index, arg in enumerate(phase.run)]
             problem = argv_problem(phase, argv, cwd=self.run.session_dir, environ=os.environ)
             if problem is not None:  # the session file named it, so it is the user's to fix, not a crash
                 raise InvalidInput(f"phase {phase.id!r} cannot start: {problem}; fix it, then continue with "
@@ -95,13 +97,26 @@ class PhaseInputs:
 
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash"})
+# Programs that run the rest of their argv as a command (`env sh -c …`, `timeout 60 bash -c …`): the shell
+# after them still parses its script again.
+WRAPPERS = frozenset({"env", "nice", "nohup", "setsid", "timeout", "stdbuf", "ionice", "chrt", "taskset", "time",
+                      "sudo", "doas", "busybox", "numactl", "flock", "exec", "command", "xvfb-run", "unbuffer"})
+
+
+def _shell_index(run: list[str]) -> int | None:
+    """Where the shell is in `run`: first, or after wrappers and their options and values."""
+    if not run or Path(run[0]).name not in SHELLS | WRAPPERS:
+        return None
+    return next((i for i, arg in enumerate(run) if Path(arg).name in SHELLS), None)
 
 
 def shell_script_index(run: list[str]) -> int | None:
-    """The index of the script argument when `run` is a shell given a script (`sh -c SCRIPT`), else None."""
-    if not run or Path(run[0]).name not in SHELLS:
+    """The index of the script argument when `run` is a shell given a script (`sh -c SCRIPT`, also behind
+    `env`, `timeout` and the like), else None."""
+    shell = _shell_index(run)
+    if shell is None:
         return None
-    reads_script, index = False, 1
+    reads_script, index = False, shell + 1
     while index < len(run):
         arg = run[index]
         if arg == "--":
@@ -115,6 +130,64 @@ def shell_script_index(run: list[str]) -> int | None:
         reads_script = reads_script or (arg[0] == "-" and not arg.startswith("--") and "c" in arg[1:])
         index += 1
     return index if reads_script and index < len(run) else None
+
+
+def _quoted_for(value: str, context: str) -> str:
+    """`value` as one literal word where it stands in a script: bare, inside '…' or inside "…"."""
+    if context == "'":  # nothing is special inside single quotes but the quote itself (also safe in bash's $'…')
+        return value.replace("'", "'\\''")
+    if context == '"':
+        return "".join("\\" + ch if ch in '$`"\\' else ch for ch in value)
+    return shlex.quote(value)
+
+
+@dataclass
+class _ShellQuoting:
+    """Follows a POSIX shell's quoting through a script: '…', "…", escapes, comments and $(…) nesting."""
+
+    context: str = ""  # "" bare, "'", '"' or "#" (a comment, to the end of the line)
+    outer: list[str] = field(default_factory=list)  # the contexts $(…) substitutions were opened in
+    prev: str = "\n"
+
+    def feed(self, text: str) -> None:
+        escaped = False
+        for ch in text:
+            if escaped:
+                escaped = False
+            elif self.context == "#":
+                self.context = "" if ch == "\n" else "#"
+            elif self.context == "'":
+                self.context = "" if ch == "'" else "'"
+            elif ch == "\\":
+                escaped = True
+            elif self.context == '"' and ch == '"':
+                self.context = ""
+            elif ch == "(" and self.prev == "$":
+                self.outer.append(self.context)
+                self.context = ""
+            elif self.context == "":
+                self._bare(ch)
+            self.prev = "" if escaped else ch
+
+    def _bare(self, ch: str) -> None:
+        if ch in "'\"":
+            self.context = ch
+        elif ch == "#" and self.prev in " \t\n;&|()":
+            self.context = "#"
+        elif ch == ")" and self.outer:
+            self.context = self.outer.pop()
+
+
+def fill_shell_script(script: str, values: dict[str, str]) -> str:
+    """Fill the placeholders of a shell script, each quoted for where it stands, so it stays one literal word."""
+    out, quoting = [], _ShellQuoting()
+    for literal, name, _, _ in string.Formatter().parse(script):
+        out.append(literal)
+        quoting.feed(literal)
+        if name is not None:
+            out.append(_quoted_for(values[name], quoting.context))
+            quoting.prev = "x"  # the value is (part of) a word
+    return "".join(out)
 
 
 def hourly_rate(info, reader: GpuReader) -> float | None:

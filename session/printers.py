@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from phasegate.floor.redact import Redactor
 from phasegate.journal.events import EventKind, describe
 from phasegate.journal.records import EventRecord
-from phasegate.journal.sanitize import clean
+from phasegate.journal.sanitize import clean, printable
 
 # The journal masks what it stores; a printer masks again (token formats and this process's secrets)
 # and never cuts: what it prints is already bounded.
@@ -44,7 +44,7 @@ def human_printer(stream: TextIO = sys.stderr, redactor: Redactor | None = None)
     def emit(event: dict[str, Any]) -> None:
         record = EventRecord.from_published(event)
         if record.type in HUMAN_KINDS:
-            stream.write(mask(describe(record)) + "\n")
+            stream.write(printable(mask(describe(record))) + "\n")  # one line, whatever a phase sent
             stream.flush()
 
     return emit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -10,9 +11,10 @@ import yaml
 
 from phasegate.floor.durable import sha256_file
 from phasegate.floor.errors import RunDirError
-from phasegate.floor.rundir import RunDir
+from phasegate.floor.rundir import RunDir, resolved
 from phasegate.journal.events import EventKind
-from phasegate.session.artifacts import is_regular, refusal
+from phasegate.session.artifacts import Refused, opened, refusal
+from phasegate.session.artifacts import digest as artifact_digest
 from phasegate.session.runs import OpenRun, create_run
 from phasegate.session.spec import load_spec
 
@@ -56,17 +58,21 @@ def _check(run_dir: RunDir, record: object) -> ArtifactCheck | None:
     if not isinstance(path, str) or not isinstance(digest, str):
         return ArtifactCheck(record["phase"], str(path), str(digest), "refused")
     full = run_dir.root / path
-    if refusal(full, run_dir.artifacts(record["phase"])) is not None:
+    folder = run_dir.artifacts(record["phase"])
+    if refusal(full, folder) is not None:
         return ArtifactCheck(record["phase"], path, digest, "refused")
-    if not full.exists():
+    if not os.path.lexists(full):
         return ArtifactCheck(record["phase"], path, digest, "missing")
-    same = is_regular(full) and sha256_file(full) == digest
+    try:  # checked on the file opened: a link or a FIFO put there is never followed or read
+        same = artifact_digest(full, folder)[0] == digest
+    except (Refused, OSError):
+        return ArtifactCheck(record["phase"], path, digest, "refused")
     return ArtifactCheck(record["phase"], path, digest, "ok" if same else "changed")
 
 
 def plan_recovery(root: Path) -> RecoveryPlan:
     """Read the newest checkpoint that lists its work and verify every artifact it names."""
-    run_dir = RunDir(Path(root).resolve())
+    run_dir = RunDir(resolved(Path(root)))  # a loop of links is exit 2, not a crash
     candidates = sorted(run_dir.checkpoints.glob("*.md"), reverse=True) + [run_dir.checkpoint]
     for checkpoint in candidates:
         if checkpoint.exists() and "completed_phases" in (data := _front_matter(checkpoint)):
@@ -90,10 +96,24 @@ def recover_into(plan: RecoveryPlan, target: Path) -> OpenRun:
         for artifact in (a for a in plan.artifacts if a.phase == phase):  # all ok: the phase is recoverable
             copy = run.run_dir.root / artifact.path  # only verified files, never a link's target elsewhere
             copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(plan.run_dir.root / artifact.path, copy)
+            _copy_verified(plan.run_dir, artifact, copy)
             records.append((artifact.path, artifact.sha256, copy.stat().st_size))
         attempt = journal.begin_attempt(phase, "recovered")
         journal.mark_exited(phase, attempt, 0, records)
         journal.finish_attempt(phase, attempt, passed=True, reason=f"recovered from {plan.run_dir.root}")
     journal.append_event(EventKind.RECOVERED, None, {"from": str(plan.run_dir.root), "phases": list(plan.recoverable)})
     return run
+
+
+def _copy_verified(run_dir: RunDir, artifact: ArtifactCheck, copy: Path) -> None:
+    """Copy a checked artifact from the file opened (checked again), and refuse a copy that is not what was checked."""
+    source = run_dir.root / artifact.path
+    try:
+        with opened(source, run_dir.artifacts(artifact.phase)) as handle, open(copy, "wb") as out:
+            shutil.copyfileobj(handle, out)
+    except (Refused, OSError) as exc:
+        raise RunDirError(f"{source}: changed while it was being recovered ({exc}); run `phasegate recover` "
+                          f"again") from None
+    if sha256_file(copy) != artifact.sha256:
+        copy.unlink()
+        raise RunDirError(f"{source}: changed while it was being recovered; run `phasegate recover` again")

@@ -11,13 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from phasegate.checkpoints.render import render_checkpoint, render_incident
-from phasegate.floor.durable import atomic_write_text, fsync_dir, sha256_file
+from phasegate.floor.durable import atomic_write_text, fsync_dir
 from phasegate.floor.errors import DiskFull
 from phasegate.floor.rundir import utc_stamp
 from phasegate.floor.states import SessionState
 from phasegate.journal.events import EventKind
 from phasegate.journal.snapshot import RunSnapshot, iso, take_snapshot
-from phasegate.session.artifacts import is_regular, refusal, walk
+from phasegate.session.artifacts import (
+    Refused,
+    digest,
+    folder_problem,
+    home,
+    is_regular,
+    refusal,
+    walk,
+)
 from phasegate.session.runs import OpenRun
 
 LOG_TAIL_LINES = 40
@@ -120,24 +128,33 @@ class Reporter:
         """Fsync every output of an attempt and return (path, sha256, size) for the journal.
 
         Only regular files inside `folder` count (a declared file outside it was refused when it was
-        declared); a link that leads out of it is refused with a warning, never read.
+        declared); a link that leads out of it, a hard link to a file elsewhere or a folder put out of
+        place is refused with a warning, never read. Each file is checked again as it is opened.
         """
         found = walk(folder)
-        for link, problem in found.refused:
-            self.run.journal.record_warning(EventKind.ARTIFACT_REFUSED, folder.name,
-                                            {"path": str(link), "error": problem})
-        files = sorted(set(found.files) | {p for p in declared if refusal(p, folder) is None and is_regular(p)})
-        records = []
-        for path in files:
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-            records.append((_display(path, self.run.run_dir.root), sha256_file(path), path.stat().st_size))
+        refused = list(found.refused)
+        bad = {path.resolve() for path, _ in found.refused}
+        inside = [p for p in declared if refusal(p, folder) is None and is_regular(p) and p.resolve() not in bad]
+        records: dict[str, tuple[str, str, int]] = {}
+        for path in dict.fromkeys([*found.files, *inside]):
+            try:
+                sha256, size = digest(path, folder, fsync=True)
+            except (Refused, OSError) as exc:
+                refused.append((path, str(exc) if isinstance(exc, Refused) else f"cannot be read: {exc.strerror}"))
+                continue
+            shown = _display(path, self.run.run_dir.root)
+            records[shown] = (shown, sha256, size)
+        for path, problem in refused:
+            self.run.journal.record_warning(EventKind.ARTIFACT_REFUSED, folder.name, {"path": str(path), "error": problem})
         # Every folder from artifacts/ down to each file: attempts recreate artifacts/<phase> itself.
-        directories = {folder, folder.parent} | {p.parent for p in files}
-        directories |= {d for p in files for d in p.parents if d == folder or folder in d.parents}
+        where = home(folder)
+        directories = {where.parent} | ({where} if folder_problem(folder) is None else set())
+        directories |= {d for p in map(Path, records) for d in (self.run.run_dir.root / p).resolve().parents
+                        if where in d.parents}
         for directory in directories:
-            fsync_dir(directory)
-        return records
+            if directory.is_dir():  # a phase may have removed its folder, or artifacts/ itself
+                fsync_dir(directory)
+        return sorted(records.values())
 
 
 def _brief(data: str, limit: int = 160) -> str:

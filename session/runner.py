@@ -68,7 +68,7 @@ class Trigger(enum.StrEnum):
     STALL = "stall"
     BUDGET_EXHAUSTED = "budget_exhausted"
     AB_DISCREPANCY = "ab_discrepancy"
-    SIGNAL = "signal"  # SIGTERM or SIGINT to the controller
+    SIGNAL = "signal"  # SIGTERM, SIGINT or SIGHUP to the controller
 
 
 @dataclass(frozen=True)

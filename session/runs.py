@@ -17,7 +17,7 @@ import yaml
 from phasegate.floor.durable import atomic_write_text, fsync_dir
 from phasegate.floor.errors import JournalError, RunDirError
 from phasegate.floor.reading import read_regular_file
-from phasegate.floor.rundir import RunDir, utc_stamp
+from phasegate.floor.rundir import RunDir, resolved, utc_stamp
 from phasegate.floor.states import PhaseState
 from phasegate.journal.store import Journal
 from phasegate.session.preflight import check_gate_ids
@@ -91,7 +91,7 @@ def create_run(loaded: LoadedSpec, run_dir: Path | None = None, *, clock=time.ti
         reason = "a part of that path is a file, not a folder" if exc.errno in (errno.EEXIST, errno.ENOTDIR) \
             else exc.strerror or str(exc)
         raise RunDirError(f"{root}: cannot create the run folder here ({reason}); pick another --run-dir") from None
-    root = root.resolve()
+    root = resolved(root)
     try:
         _build(RunDir(staging), loaded, root.name, clock)
         if root.exists():
@@ -108,10 +108,12 @@ def create_run(loaded: LoadedSpec, run_dir: Path | None = None, *, clock=time.ti
 
 def _staging_folder(root: Path) -> Path:
     """A hidden, empty folder beside `root`, renamed into place once the run is complete."""
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+    root = resolved(root)
+    if root.exists() and not root.is_dir():
+        raise RunDirError(f"{root}: is a file, not a folder; pick another --run-dir")
+    if root.exists() and any(root.iterdir()):
         raise RunDirError(f"{root}: the run folder exists and is not empty; pick another --run-dir "
                           f"or continue it with `phasegate resume {root}`")
-    root = root.resolve()
     root.parent.mkdir(parents=True, exist_ok=True)
     # Built under a hidden name and renamed into place: a crash never leaves a half-made run.
     return Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
@@ -130,7 +132,7 @@ def _build(folder: RunDir, loaded: LoadedSpec, run_id: str, clock) -> None:
 
 def open_run(root: Path, *, clock=time.time) -> OpenRun:
     """Open a run folder for resume or inspection, checking the frozen session file is unchanged."""
-    folder = RunDir(Path(root).resolve())
+    folder = RunDir(resolved(root))
     folder.require_existing()
     journal = Journal.open(folder.db, clock=clock)
     run = journal.run()
@@ -150,14 +152,18 @@ def _check_against_checkpoint(folder: RunDir, journal: Journal) -> None:
     """Refuse a journal that lost phases the last checkpoint saw pass, rather than quietly run them again."""
     # The checkpoint is written atomically after each phase's completion is committed, so it can never
     # be ahead of an intact journal: a damaged write-ahead log rolls commits back without any error.
-    passed = {p.id for p in journal.phases() if p.state == PhaseState.PASSED}
-    lost = [phase for phase in checkpoint_completed_phases(folder.checkpoint) if phase not in passed]
+    phases = journal.phases()
+    passed = {p.id for p in phases if p.state == PhaseState.PASSED}
+    known = {p.id for p in phases}  # a phase the session does not have was never the journal's to lose
+    lost = [phase for phase in checkpoint_completed_phases(folder.checkpoint) if phase in known - passed]
     if lost:
         raise JournalError(
             f"{folder.db}: the journal has lost committed work: the last checkpoint {folder.checkpoint} says "
-            f"phase(s) {', '.join(lost)} passed, the journal does not (its write-ahead log was damaged?). "
-            f"Nothing was run again; `phasegate recover {folder.root}` lists what can be kept and imports it "
-            f"into a new run")
+            f"phase(s) {', '.join(lost)} passed, the journal does not: its write-ahead log was damaged (that "
+            f"rolls commits back without an error), or the checkpoint was edited, which phasegate cannot tell "
+            f"apart. Nothing was run again; `phasegate recover {folder.root}` lists what can be kept and imports "
+            f"it into a new run. If you edited {folder.checkpoint.name} yourself, delete it and resume: the "
+            f"journal is the truth and writes it anew")
 
 
 def checkpoint_completed_phases(path: Path) -> list[str]:

@@ -222,7 +222,7 @@ def load_spec(path: Path, *, display_path: Path | None = None) -> LoadedSpec:
         raise SpecError(f"{shown}: no such session file; check the path (see examples/quickstart.toml)") from None
     except OSError as exc:
         raise SpecError(f"{shown}: cannot read the session file: {exc.strerror}") from None
-    text = raw.decode("utf-8", errors="replace")
+    text = _decoded(raw, shown)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -237,7 +237,18 @@ def load_spec(path: Path, *, display_path: Path | None = None) -> LoadedSpec:
     except ValidationError as exc:
         raise SpecError(describe_validation_error(exc, text, str(shown))) from None
     _check_gates(spec, text, str(shown))
-    return LoadedSpec(spec=spec, path=path.resolve(), text=text, sha256=hashlib.sha256(raw).hexdigest())
+    # The hash of the text as the run folder freezes it, so that the frozen copy always matches the journal.
+    return LoadedSpec(spec=spec, path=path.resolve(), text=text, sha256=hashlib.sha256(text.encode()).hexdigest())
+
+
+def _decoded(raw: bytes, shown: Path) -> str:
+    """The file's text: UTF-8 as TOML requires (a byte order mark an editor put first is dropped)."""
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError(f"{shown} line {line}: byte 0x{raw[exc.start]:02x} is not UTF-8 text; a session file is "
+                        f"UTF-8 (TOML requires it): save it as UTF-8") from None
 
 
 def _string_problem(text: str, what: str) -> str | None:

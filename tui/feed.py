@@ -10,6 +10,7 @@ from typing import Any
 from phasegate.floor.redact import Redactor
 from phasegate.journal.events import SESSION_MARKS, EventKind, describe
 from phasegate.journal.records import EventRecord
+from phasegate.journal.sanitize import printable
 
 # The progress bar shows progress and heartbeats say nothing a person reads, so neither is listed.
 SKIPPED = frozenset({EventKind.PROGRESS, "heartbeat"})
@@ -28,7 +29,7 @@ def feed_text(kind: str, phase: str | None, data: Mapping[str, Any] | str) -> st
     """The panel's line for a journal event (`data` as a dict or as stored JSON text), or None to leave it out."""
     if kind in SKIPPED:
         return None
-    return _REDACTOR.redact(describe(EventRecord(0, 0.0, kind, phase, _data(data)), marks=_FEED_MARKS))
+    return printable(_REDACTOR.redact(describe(EventRecord(0, 0.0, kind, phase, _data(data)), marks=_FEED_MARKS)))
 
 
 def _data(data: Mapping[str, Any] | str) -> dict[str, Any]:

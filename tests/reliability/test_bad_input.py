@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -234,3 +235,112 @@ def test_journal_that_lost_passed_phases_to_a_corrupt_wal_is_refused_not_rerun(w
     assert (workspace / "ledger.txt").read_text().count("start b") == 1  # b was not run again
     listing = run_cli("recover", run_dir)
     assert listing.returncode == 0 and "recoverable: a, b" in listing.stdout
+
+
+# -- session files as editors save them ------------------------------------------------------------------
+def test_a_session_file_that_is_not_utf8_is_refused_by_check_and_run_naming_the_line(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_bytes(b'[session]\nname = "bad"\n# caf\xe9\n\n[[phases]]\nid = "p"\nrun = ["true"]\n')
+    for command in (["check", path], ["run", path, "--run-dir", tmp_path / "run"]):
+        assert_clean_refusal(run_cli(*command), f"{path} line 3", "0xe9", "save it as UTF-8")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_session_file_with_a_byte_order_mark_runs_and_resumes(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_bytes(b'\xef\xbb\xbf[session]\nname = "bom"\n\n[[phases]]\nid = "p"\nrun = ["true"]\n'
+                     b'[[phases.gates]]\nkind = "approval"\n')
+    assert run_cli("check", path).returncode == 0
+    assert run_cli("run", path, "--run-dir", tmp_path / "run").returncode == 4  # paused for the approval
+    assert run_cli("approve", tmp_path / "run", "p.approval").returncode == 0
+    resumed = run_cli("resume", tmp_path / "run")  # the frozen copy matches the journal's sha256
+    assert resumed.returncode == 0, resumed.stderr
+
+
+# -- run folders and journals that are not what they seem -----------------------------------------------
+def test_a_loop_of_symbolic_links_as_the_run_folder_is_exit_2_for_every_command(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    path = session(tmp_path, '["true"]')
+    for command in (["run", path, "--run-dir", tmp_path / "a" / "run"], ["resume", tmp_path / "a"],
+                    ["status", tmp_path / "a"], ["approve", tmp_path / "a", "x"], ["recover", tmp_path / "a"],
+                    ["stop", tmp_path / "a", "--reason", "r"], ["waive", tmp_path / "a", "x", "--reason", "r"]):
+        assert_clean_refusal(run_cli(*command), "symbolic links form a loop")
+
+
+def test_a_journal_linked_to_another_run_is_refused_and_left_untouched(workspace):
+    run_dir = finished_run(workspace, ["a"])
+    other = workspace / "other"
+    other.mkdir()
+    for name in ("session.toml", "artifacts"):
+        os.symlink(run_dir / name, other / name)
+    (other / "state.db").symlink_to(run_dir / "state.db")
+    before = (run_dir / "state.db").read_bytes()
+    assert_clean_refusal(run_cli("resume", other), str(other / "state.db"), "symbolic link")
+    assert (run_dir / "state.db").read_bytes() == before
+
+
+def test_a_write_ahead_log_copied_from_another_run_is_refused_and_never_applied(workspace):
+    crash = {**os.environ, "PHASEGATE_FAULT": "crash_at:after_spawn:2"}
+    (workspace / "s.toml").write_text(session_toml("j", ["a", "b"]))
+    for name in ("ahead", "behind"):  # "behind" dies as a starts, "ahead" once b started: a passed in its log
+        env = crash if name == "ahead" else {**os.environ, "PHASEGATE_FAULT": "crash_at:after_spawn:1"}
+        run_cli("run", workspace / "s.toml", "--run-dir", workspace / name, env=env)
+    (workspace / "behind" / "state.db-shm").unlink(missing_ok=True)
+    shutil.copy(workspace / "ahead" / "state.db-wal", workspace / "behind" / "state.db-wal")
+    ledger = (workspace / "ledger.txt").read_text()
+    for command in (["resume", workspace / "behind"], ["status", workspace / "behind"]):  # refused again: not merged
+        assert_clean_refusal(run_cli(*command), "state.db-wal", "belongs to run 'ahead'", "copied in from another run")
+    assert (workspace / "ledger.txt").read_text() == ledger  # nothing ran
+
+
+def test_an_empty_journal_says_it_was_cut_short(workspace):
+    run_dir = finished_run(workspace, ["a"])
+    (run_dir / "state.db").write_bytes(b"")
+    for suffix in ("-wal", "-shm"):
+        (run_dir / f"state.db{suffix}").unlink(missing_ok=True)
+    assert_clean_refusal(run_cli("resume", run_dir), str(run_dir / "state.db"), "empty", "phasegate recover")
+
+
+def test_a_checkpoint_edited_to_claim_more_is_refused_until_it_is_deleted(workspace):
+    run_dir = finished_run(workspace, ["a", "b"], env={**os.environ, "PHASEGATE_FAULT": "crash_at:after_spawn:2"})
+    checkpoint = run_dir / "CHECKPOINT.md"
+    text = checkpoint.read_text()
+    checkpoint.write_text(text.replace("completed_phases:\n- a\n", "completed_phases:\n- a\n- nosuchphase\n"))
+    assert run_cli("status", run_dir).returncode == 0  # a phase the session lacks was never the journal's
+    checkpoint.write_text(text.replace("completed_phases:\n- a\n", "completed_phases:\n- a\n- b\n"))
+    assert_clean_refusal(run_cli("resume", run_dir), "phase(s) b passed", "the checkpoint was edited",
+                         "delete it and resume")
+    checkpoint.unlink()
+    assert run_cli("resume", run_dir).returncode == 0
+    assert {p["id"]: p["state"] for p in status_json(run_dir)["phases"]} == {"a": "passed", "b": "passed"}
+
+
+def test_an_operator_note_that_is_not_utf8_is_journaled_not_a_crash(tmp_path):
+    path = session(tmp_path, '["true"]', '[[phases.gates]]\nkind = "approval"\n')
+    assert run_cli("run", path, "--run-dir", tmp_path / "run").returncode == 4
+    note = "looked at it \udcff"  # the byte 0xff, as Python decodes an argument that is not UTF-8
+    approved = run_cli("approve", tmp_path / "run", "p.approval", "--note", note)
+    assert approved.returncode == 0, approved.stderr
+    resumed = run_cli("resume", tmp_path / "run")
+    assert resumed.returncode == 0, resumed.stderr
+
+
+# -- placeholders wherever a shell reads them ------------------------------------------------------------
+@pytest.mark.parametrize("run", [
+    ["sh", "-c", "echo done > '{artifacts}'/out.txt"],
+    ["sh", "-c", 'echo done > "{artifacts}/out.txt"'],
+    ["sh", "-c", "echo done > \"$(echo '{artifacts}')\"/out.txt"],
+    ["env", "sh", "-c", "echo done > {artifacts}/out.txt"],
+    ["/usr/bin/env", "LC_ALL=C", "bash", "-c", "echo done > {artifacts}/out.txt"],
+    ["timeout", "30", "sh", "-ec", "echo done > {artifacts}/out.txt"],
+], ids=["single-quoted", "double-quoted", "in-a-substitution", "env", "env-assignment", "timeout"])
+def test_placeholders_stay_one_word_wherever_they_stand_in_a_shell_script(tmp_path, run):
+    canary = tmp_path / "pwned"
+    path = session(tmp_path, json.dumps(run))
+    run_dir = tmp_path / f"r' $(touch {canary}) \"`touch {canary}`\" x"
+    result = run_cli("run", path, "--run-dir", run_dir)
+    assert result.returncode == 0, result.stderr
+    assert not canary.exists()
+    assert (run_dir / "artifacts" / "p" / "out.txt").read_text() == "done\n"
+

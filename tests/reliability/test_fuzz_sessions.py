@@ -1,4 +1,5 @@
-"""Mutated session files: `check` and `run` answer every one with an exit code and a message, never a crash."""
+"""Mutated session files: `check` and `run` answer every one with an exit code and a message, never a crash,
+and a run they make can be read back (its frozen session file matches the journal)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,23 @@ def mutated(rng: random.Random) -> str:
     return "\n".join(lines) + "\n"
 
 
+# How editors and other tools save a file: a byte order mark, Windows line ends, a Latin-1 byte, a lone
+# UTF-8 lead byte, a file cut short.
+ENCODINGS = [
+    lambda text: text.encode(), lambda text: text.encode(), lambda text: text.encode(),
+    lambda text: b"\xef\xbb\xbf" + text.encode(),
+    lambda text: text.replace("\n", "\r\n").encode(),
+    lambda text: text.replace("\n", "\n# caf\xe9\n", 1).encode("latin-1", "replace"),
+    lambda text: text.encode()[:-3] + b"\xc3",
+    lambda text: text.encode()[: len(text) // 2],
+]
+
+
+def saved(rng: random.Random, text: str) -> bytes:
+    """The bytes of `text` as one of the ways a file gets saved."""
+    return rng.choice(ENCODINGS)(text)
+
+
 def outcome(argv: list[str]) -> int | str:
     """The exit code of one in-process command, or the traceback it ended with."""
     try:
@@ -99,13 +117,16 @@ def test_mutated_sessions_never_crash(tmp_path, monkeypatch, capsys):
     crashes, codes = [], {}
     for case in range(CASES):
         path = tmp_path / f"s{case}.toml"
-        path.write_text(mutated(rng))
+        path.write_bytes(saved(rng, mutated(rng)))
         for argv in (["check", str(path)], ["run", str(path), "--run-dir", str(tmp_path / f"run{case}"), "--headless"]):
             result = outcome(argv)
             if not isinstance(result, int) or result == 1:
-                crashes.append(f"{argv[0]} {path.name}: {result}\n{path.read_text()}")
+                crashes.append(f"{argv[0]} {path.name}: {result}\n{path.read_bytes()!r}")
             key = result if isinstance(result, int) else "traceback"
             codes[key] = codes.get(key, 0) + 1
+        run_dir = tmp_path / f"run{case}"
+        if run_dir.exists() and (result := outcome(["status", str(run_dir)])) != 0:  # a run made is a run kept
+            crashes.append(f"status {run_dir.name}: {result}\n{capsys.readouterr().err}\n{path.read_bytes()!r}")
         capsys.readouterr()  # the commands' own output is not what is checked
     assert not crashes, f"{len(crashes)} crash(es), exit codes {codes}:\n\n" + "\n\n".join(crashes[:5])
     assert {0, 2} <= set(codes)  # the mutations reach both valid files and refused ones

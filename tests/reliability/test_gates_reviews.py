@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,8 @@ REVIEWER = textwrap.dedent('''
     if mode == "tamper":
         with open(rest.pop(0), "a") as f:
             f.write("written by the reviewer\\n")
+    if mode == "delete":
+        os.remove(rest.pop(0))
     if mode == "answer" and rest:
         answer = answer.replace('"SCALE"', json.dumps(rest[0]))
     outputs = {
@@ -50,6 +53,9 @@ REVIEWER = textwrap.dedent('''
         "claude_infinite_tokens": '{"type": "result", "subtype": "success", "is_error": false, "result": %s, '
                                   '"usage": {"input_tokens": 1e999, "output_tokens": 10}}' % json.dumps(answer),
         "llm_huge_tokens": answer,
+        "not_finite": answer.replace('"changes": {}', '"changes": {"lr": 1e999}').replace('"SCALE"', '"ITERATE"'),
+        "key_twice": answer[:-1] + ', "decision": "STOP"}',
+        "claude_lines": "a\\n" * (4 << 20),  # 8 MiB of short lines before any result object
     }
     print(outputs.get(mode, answer))
     if mode == "llm_huge_tokens":
@@ -75,13 +81,16 @@ class Setup:
         self.run_dir = root / "runs" / "run"
         self.session = self.repo / "s.toml"
 
-    def write(self, mode: str, *args: str, forge: bool = False) -> Path:
+    def write(self, mode: str, *args: str, forge: bool = False, also: str = "", earlier: bool = False) -> Path:
+        """The session: phase `pilot` (with `also` appended to its code) reviewed, after phase `prep` if `earlier`."""
         argv = [sys.executable, str(self.script), str(self.calls_dir), mode, *args]
-        run = [sys.executable, "-c", PHASE.format(forge=FORGE if forge else "")]
+        run = [sys.executable, "-c", PHASE.format(forge=FORGE if forge else "") + also]
+        prep = [sys.executable, "-c", "import os; open(os.environ['PHASEGATE_ARTIFACTS'] + '/data.txt', 'w').write('1')"]
         self.session.write_text(
             '[session]\nname = "reviewed"\n\n[reviewers.critic]\n'
             f"command = {json.dumps(argv)}\ntimeout_s = 20\nretries = 0\ncost_per_call_usd = 0.05\n\n"
-            f'[[phases]]\nid = "pilot"\nrun = {json.dumps(run)}\n\n'
+            + (f'[[phases]]\nid = "prep"\nrun = {json.dumps(prep)}\n\n' if earlier else "")
+            + f'[[phases]]\nid = "pilot"\nrun = {json.dumps(run)}\n\n'
             '[[phases.gates]]\nid = "qc"\nkind = "threshold"\nfile = "{artifacts}/qc.json"\nrules = ["score >= 0.5"]\n\n'
             '[[phases.gates]]\nid = "review"\nkind = "review"\nreviewer = "critic"\nquestion = "Go on?"\n')
         return self.session
@@ -228,7 +237,11 @@ def _fake_cli(tmp_path: Path, name: str, mode: str) -> dict[str, str]:
 
 
 GARBAGE = [("claude", "claude_deep"), ("codex", "deep"), ("gemini", "claude_deep"), ("llm", "deep"),
-           ("command", "deep"), ("claude", "claude_infinite_tokens"), ("llm", "llm_huge_tokens")]
+           ("command", "deep"), ("claude", "claude_infinite_tokens"), ("llm", "llm_huge_tokens"),
+           ("command", "not_finite"), ("llm", "key_twice"), ("claude", "claude_lines"), ("gemini", "claude_lines")]
+# Answers that are reviewer errors: nothing any parser could trust (nested too deep, a number JSON does not
+# define, a key given twice, megabytes of lines without a result object).
+UNTRUSTWORTHY = ("deep", "claude_deep", "not_finite", "key_twice", "claude_lines")
 
 
 @pytest.mark.parametrize("preset,mode", GARBAGE, ids=[f"{p}-{m}" for p, m in GARBAGE])
@@ -238,9 +251,11 @@ def test_no_reviewer_output_makes_the_review_raise(tmp_path, preset, mode):
     spec = ReviewerSpec(**source, timeout_s=20, retries=0, price_per_mtok_input=3.0)
     request = ReviewRequest(gate_id="review", nonce="0123456789abcdef0123456789abcdef", question="Go on?",
                             phase_id="pilot", attempt=1)
+    started = time.monotonic()
     outcome = run_review(request, spec, tmp_path / "out", env=env, options=RunOptions(wait=wait_none()))
+    assert time.monotonic() - started < 30  # reading what it printed takes time linear in its size, never minutes
     assert outcome.cost_usd is None or math.isfinite(outcome.cost_usd)
-    if mode.startswith(("deep", "claude_deep")):
+    if mode in UNTRUSTWORTHY:
         assert outcome.is_reviewer_error and outcome.decision.value == "INVESTIGATE"
     assert json.loads((tmp_path / "out" / "meta.json").read_text())["decision"] == outcome.decision.value
 
@@ -261,3 +276,26 @@ def test_a_reviewer_that_changes_the_phase_artifacts_stops_the_session_naming_th
     assert result.returncode == ExitCode.STOPPED, result.stderr
     assert "artifacts/pilot/qc.json" in status_json(setup.run_dir)["reason"]
     assert "artifacts/pilot/qc.json" in setup.incident()
+
+
+def test_a_reviewer_that_changes_an_earlier_phase_artifacts_stops_the_session_naming_the_file(setup):
+    setup.write("tamper", str(setup.run_dir / "artifacts" / "prep" / "data.txt"), earlier=True)
+    result = setup.run()
+    assert result.returncode == ExitCode.STOPPED, result.stderr
+    assert "artifacts/prep/data.txt" in status_json(setup.run_dir)["reason"]
+    assert "artifacts/prep/data.txt" in setup.incident()
+
+
+def test_a_reviewer_that_deletes_the_review_records_stops_the_session(setup):
+    setup.write("delete", str(setup.run_dir / "reviews" / "review-1" / "prompt.md"))
+    result = setup.run()
+    assert result.returncode == ExitCode.STOPPED, result.stderr
+    assert "reviews/review-1/prompt.md" in status_json(setup.run_dir)["reason"]
+
+
+def test_a_fifo_among_the_artifacts_or_in_the_repository_never_hangs_the_review(setup):
+    os.mkfifo(setup.repo / "pipe")
+    setup.write("answer", "SCALE", also="; os.mkfifo(os.environ['PHASEGATE_ARTIFACTS'] + '/pipe')")
+    result = run_cli("run", setup.session, "--run-dir", setup.run_dir, timeout=60)
+    assert result.returncode == ExitCode.COMPLETED, result.stderr
+    assert setup.gate()["status"] == "pass" and setup.calls() == 1

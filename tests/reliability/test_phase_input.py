@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
+from phasegate.journal.intake import MESSAGE_BURST, MESSAGES_PER_S, Allowance
 from tests.conftest import run_cli, session_toml, status_json
 
 # Each line broke a run once (a traceback, a FAILED run, a journal or stdout that was not JSON).
@@ -155,3 +159,138 @@ def test_resume_refuses_a_completed_phase_whose_artifact_changed(workspace):
 
     marker.write_text(original)
     assert run_cli("resume", workspace / "run").returncode == 0
+
+
+VALID_FLOOD = '''
+import json, os
+events = os.fdopen(int(os.environ["PHASEGATE_EVENTS_FD"]), "w", buffering=1 << 16)
+send = lambda **event: events.write(json.dumps(event) + "\\n")
+for i in range(20000):
+    send(type="log", message=f"line {i}")
+    send(type="metric", name="loss", value=float(i))
+    send(type="progress", done=i + 1, total=i + 1)  # done == total once slipped past the throttle
+    send(type="heartbeat")
+for i in range(3000):
+    send(type="metric", name=f"m{i}", value=1.0)
+    send(type="stop", trigger="noise", summary="s" * 1500, evidence={"k": "v" * 1500})
+events.flush()
+'''
+
+
+def test_floods_of_valid_events_are_capped_throttled_and_counted(workspace):
+    (workspace / "flood.py").write_text(VALID_FLOOD)
+    (workspace / "s.toml").write_text(f'[session]\nname = "valid"\n[[phases]]\nid = "send"\n'
+                                      f'run = ["{sys.executable}", "flood.py"]\n')
+    result = run_cli("run", workspace / "s.toml", "--run-dir", workspace / "run", timeout=300)
+    assert result.returncode == 0, result.stderr
+    journal = workspace / "run" / "state.db"
+    assert journal.stat().st_size < 2_000_000  # about 12 MB of events were sent
+    status = status_json(workspace / "run")
+    metrics = status["metrics"]["send"]
+    assert metrics["loss"] == 19999.0  # throttled, never stale: the latest value is kept
+    assert len(metrics) == 1000  # distinct names past the limit are counted, not kept
+    assert status["phases"][0]["progress"] == [20000, 20000]
+    # Past their burst, log lines and stop requests are kept at a steady rate while the phase runs.
+    trickle = math.ceil(status["phases"][0]["duration_s"] * MESSAGES_PER_S) + 1
+    messages_dropped, names_dropped = 20000 + 3000 - MESSAGE_BURST - trickle, 3001 - 1000
+    assert status["input_warnings"]["send"]["dropped"] >= messages_dropped + names_dropped
+    assert "past the journal's limits per attempt" in result.stderr
+
+
+NOT_UNICODE = r'''
+import os, sys
+events = int(os.environ["PHASEGATE_EVENTS_FD"])
+os.write(events, b'{"type": "log", "message": "lone \\ud800 surrogate"}\n')
+os.write(events, b'{"type": "log", "message": "\\u001b[2J\\u001b[1A\\u2713 session completed\\nforged"}\n')
+os.write(events, b'{"type": "stop", "trigger": "t", "summary": "sum \\udc00", "evidence": {"k": "\\ud800"}}\n')
+open(os.environ["PHASEGATE_ARTIFACTS"].encode() + b"/caf\xe9.txt", "w").write("x")
+sys.exit(int(sys.argv[1]))
+'''
+
+
+@pytest.mark.parametrize("exit_code", [0, 3])
+def test_text_that_is_not_unicode_or_moves_the_cursor_is_never_a_crash(workspace, exit_code):
+    (workspace / "p.py").write_text(NOT_UNICODE)
+    (workspace / "s.toml").write_text(f'[session]\nname = "text"\n[[phases]]\nid = "p"\n'
+                                      f'run = ["{sys.executable}", "p.py", "{exit_code}"]\n')
+    result = run_cli("run", workspace / "s.toml", "--run-dir", workspace / "run")
+    assert result.returncode == exit_code, result.stderr  # completed, or the early stop: never an internal error
+    assert "Traceback" not in result.stderr and "\x1b" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert not any(line.startswith("forged") for line in lines)  # a phase's text stays on its own line
+    status = status_json(workspace / "run")
+    assert status["artifacts"] == []  # the file named in bytes that are not UTF-8 is refused, not a crash
+    # Two lone surrogates refused; the file name too when the phase succeeded (only then are outputs read).
+    assert status["input_warnings"]["p"]["warnings"] == (3 if exit_code == 0 else 2)
+    assert status["state"] == ("completed" if exit_code == 0 else "stopped")
+    assert run_cli("status", workspace / "run").returncode == 0
+
+
+FOLDER_MOVES = {
+    "folder_link": "shutil.rmtree(A); os.symlink(OUT, A)",
+    "artifacts_link": "shutil.move(os.path.dirname(A), OUT + '-moved'); os.symlink(OUT + '-moved', os.path.dirname(A))",
+    "folder_removed": "shutil.rmtree(A)",
+    "folder_is_a_file": "shutil.rmtree(A); open(A, 'w').write('x')",
+    "hard_link_out": "os.link(os.path.join(OUT, 'secret.txt'), os.path.join(A, 'shared.txt'))",
+}
+MOVER = '''
+import os, shutil, sys
+A, OUT = os.environ["PHASEGATE_ARTIFACTS"], sys.argv[1]
+if os.environ["PHASEGATE_ATTEMPT"] == "1":
+    {move}
+    sys.exit(int(sys.argv[2]))
+open(os.path.join(A, "ok.txt"), "w").write("ok")
+'''
+
+
+@pytest.mark.parametrize("move", sorted(FOLDER_MOVES))
+@pytest.mark.parametrize("exit_code", [0, 1])
+def test_a_phase_that_moves_or_links_its_artifact_folder_is_never_followed(workspace, move, exit_code):
+    outside = workspace / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("top secret\n")
+    (workspace / "p.py").write_text(MOVER.format(move=FOLDER_MOVES[move]))
+    (workspace / "s.toml").write_text(f'[session]\nname = "moves"\n[[phases]]\nid = "p"\nretries = 1\n'
+                                      f'run = ["{sys.executable}", "p.py", "{outside}", "{exit_code}"]\n')
+    result = run_cli("run", workspace / "s.toml", "--run-dir", workspace / "run")
+    assert result.returncode == 0, result.stderr  # exit 1: the retry starts from a clean, real folder
+    status = status_json(workspace / "run")
+    expected = [] if exit_code == 0 else ["artifacts/p/ok.txt"]
+    assert [a["path"] for a in status["artifacts"]] == expected  # nothing outside was read or recorded
+    assert (outside / "secret.txt").read_text() == "top secret\n"  # nor removed through a link
+    if exit_code == 0:
+        assert status["input_warnings"]["p"]["warnings"] == 1
+
+
+def test_resume_refuses_a_completed_artifact_folder_replaced_by_a_link(workspace):
+    (workspace / "s.toml").write_text(session_toml("relinked", ["first", "second"]))
+    stopped = run_cli("run", workspace / "s.toml", "--run-dir", workspace / "run",
+                      env={**os.environ, "PHASE_EXIT_SECOND": "1"})
+    assert stopped.returncode == 3
+    folder = workspace / "run" / "artifacts" / "first"
+    copy = workspace / "copy"
+    shutil.copytree(folder, copy)  # the same content, outside the run folder
+    shutil.rmtree(folder)
+    folder.symlink_to(copy)
+    relinked = run_cli("resume", workspace / "run")
+    assert relinked.returncode == 2, relinked.stderr
+    assert "artifacts/first/marker.txt (first): outside its phase's artifact folder" in relinked.stderr
+
+    folder.unlink()
+    shutil.copytree(copy, folder)
+    marker = folder / "marker.txt"
+    marker.unlink()
+    os.mkfifo(marker)  # never opened for a read that waits for a writer
+    fifo = run_cli("resume", workspace / "run", timeout=30)
+    assert fifo.returncode == 2 and "artifacts/first/marker.txt (first)" in fifo.stderr
+
+
+def test_a_steady_trickle_past_the_burst_is_kept_while_a_flood_is_cut():
+    now = [0.0]
+    allowance = Allowance(burst=3, per_s=2.0, clock=lambda: now[0])
+    assert [allowance.take(("p", 1)) for _ in range(5)] == [True, True, True, False, False]
+    now[0] += 0.5  # one event's worth refilled
+    assert [allowance.take(("p", 1)) for _ in range(2)] == [True, False]
+    assert allowance.take(("q", 1))  # another attempt has its own burst
+    now[0] += 3600  # an hour later: the burst again, never more
+    assert [allowance.take(("p", 1)) for _ in range(4)] == [True, True, True, False]

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
+import termios
 import textwrap
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
 import yaml
 
+from phasegate.floor.errors import ExitCode
 from phasegate.floor.processes import process_info
-from tests.conftest import run_cli, status_json
+from phasegate.session.controller import Controller
+from phasegate.session.gpu import GpuSample
+from phasegate.session.runs import create_run
+from phasegate.session.spec import load_spec
+from tests.conftest import run_cli, session_toml, status_json
 
 # A worker writes "<pid> <start time>" to <name>.pid, then sleeps; `check` says which attempt-1 workers still live.
 TREE = textwrap.dedent('''
@@ -212,3 +222,76 @@ def test_stop_of_a_crashed_run_ends_what_its_controller_left(workspace):
     stopped = run_cli("stop", run_dir, "--reason", "pod is going away")
     assert stopped.returncode == 0 and "stopped" in stopped.stderr, stopped.stderr
     assert survivors(pids) == [] and status_json(run_dir)["state"] == "stopped"
+
+
+def test_a_terminal_hang_up_stops_a_headless_run_that_prints_to_it(workspace):
+    # As on a pod reached over SSH: the controller prints to its terminal, then the connection drops.
+    session = write_session(workspace, phase_script(workspace, f"{start_workers(workspace)} sleep 600"))
+    run_dir = workspace / "run"
+    terminal, tty = pty.openpty()
+    controller = subprocess.Popen([sys.executable, "-m", "phasegate", "run", str(session), "--run-dir", str(run_dir),
+                                   "--headless"], stdin=tty, stdout=tty, stderr=tty, start_new_session=True,
+                                  preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(tty)
+    os.set_blocking(terminal, False)
+    deadline = time.monotonic() + 60
+    while not all((workspace / f"{name}.pid").exists() for name in WORKERS):
+        assert controller.poll() is None and time.monotonic() < deadline, "the workers did not start"
+        with contextlib.suppress(BlockingIOError):
+            os.read(terminal, 65536)  # a terminal nobody reads would block the controller's output
+        time.sleep(0.02)
+    pids = wait_for_pids(workspace, WORKERS, controller)
+    os.close(terminal)  # the hang-up: SIGHUP to the controller, and its output now fails with EIO
+    assert controller.wait(timeout=60) == 3
+    assert status_json(run_dir)["state"] == "stopped"
+    assert incident_front(run_dir)["trigger"] == "signal"
+    assert survivors(pids) == []
+    resumed = run_cli("resume", run_dir, "--headless")
+    assert resumed.returncode == 0, resumed.stderr
+    assert status_json(run_dir)["state"] == "completed"
+
+
+def test_a_reader_that_goes_away_neither_fails_nor_ends_the_run(workspace):
+    # `phasegate run … --headless | head -1`: the rest of the output has nowhere to go; the journal has it all.
+    session = workspace / "s.toml"
+    session.write_text(session_toml("reader", ["p1", "p2"]))
+    run_dir = workspace / "run"
+    controller = subprocess.Popen([sys.executable, "-m", "phasegate", "run", str(session), "--run-dir", str(run_dir),
+                                   "--headless"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env={**os.environ, "PHASE_SLEEP": "0.2"})
+    assert json.loads(controller.stdout.readline())["type"] == "run_created"
+    controller.stdout.close()
+    assert controller.wait(timeout=120) == 0, controller.stderr.read().decode()
+    assert controller.stderr.read() == b""
+    assert status_json(run_dir)["state"] == "completed"
+    assert (workspace / "ledger.txt").read_text().split("\n").count("end p2 1") == 1
+
+
+class FakeNvml:
+    """A GPU reader as NVML answers: the device's memory, and the memory of those of the asked pids that use it."""
+
+    def __init__(self, gpu_users: Callable[[], dict[int, float]]) -> None:
+        self.gpu_users = gpu_users
+
+    def read(self, pids: Iterable[int]) -> list[GpuSample]:
+        used = [mb for pid, mb in self.gpu_users().items() if pid in set(pids)]
+        return [GpuSample(gpu=0, available=True, mem_used_mb=9000.0, mem_total_mb=80000.0,
+                          proc_mem_mb=sum(used) if used else None)]
+
+
+def test_gpu_memory_of_a_phase_counts_its_escapees(workspace):
+    # The training process left the group (setsid); its memory is still the phase's own.
+    tree = f"{sys.executable} {workspace / 'tree.py'}"
+    wait = f"until [ -s {workspace / 'escapee'}.pid ]; do sleep 0.02; done; sleep 1.5"
+    session = write_session(workspace, ["bash", "-c", f"setsid {tree} worker escapee & {wait}"])
+
+    def gpu_users() -> dict[int, float]:
+        pidfile = workspace / "escapee.pid"
+        return {int(pidfile.read_text().split()[0]): 1234.0} if pidfile.exists() else {}
+
+    run = create_run(load_spec(session), workspace / "run")
+    try:
+        assert Controller(run, base_env=dict(os.environ), gpu_reader=FakeNvml(gpu_users)).execute() == ExitCode.COMPLETED
+    finally:
+        run.journal.close()
+    assert status_json(workspace / "run")["metrics"]["train"]["gpu_peak_mem_mb"] == 1234.0

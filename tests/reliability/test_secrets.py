@@ -86,3 +86,45 @@ def test_a_redactor_learns_the_secret_values_of_env_tables():
     redactor = Redactor({}, extra=[{"HF_TOKEN": "abcdefgh123", "MODE": "verbose-mode"}, {"DB_PASSWORD": "pw-987654"}])
     text = redactor.redact("abcdefgh123 and pw-987654 in verbose-mode")
     assert text == "[REDACTED:HF_TOKEN] and [REDACTED:DB_PASSWORD] in verbose-mode"
+
+
+ECHO = '''
+import json, os, sys
+events = os.fdopen(int(os.environ["PHASEGATE_EVENTS_FD"]), "w", buffering=1)
+said = " ".join(sys.argv[1:]) + " " + os.environ["PHASEGATE_PARAMS"]
+events.write(json.dumps({"type": "log", "message": said}) + "\\n")
+events.write(json.dumps({"type": "stop", "trigger": "echo", "summary": said, "evidence": {"said": said}}) + "\\n")
+print(said)
+sys.exit(3)
+'''
+# Plain values (no well-known format): only their place in the session file says they are secret.
+OPTION_SECRETS = ("opt-value-123456", "eq-value-654321", "with-value-777777", "nested-value-888888")
+
+
+def test_secret_options_and_with_tables_of_a_session_file_are_masked(workspace):
+    (workspace / "phase.py").write_text(ECHO)
+    run = [sys.executable, "phase.py", "--token", OPTION_SECRETS[0], f"--api-key={OPTION_SECRETS[1]}"]
+    (workspace / "s.toml").write_text(
+        f'[session]\nname = "options"\n[[phases]]\nid = "echo"\nrun = {json.dumps(run)}\n'
+        f'[phases.with]\nhf_token = "{OPTION_SECRETS[2]}"\nstore = {{ db_password = "{OPTION_SECRETS[3]}" }}\n')
+    run_dir = workspace / "run"
+    result = run_cli("run", workspace / "s.toml", "--run-dir", run_dir, "--headless")
+    assert result.returncode == 3, result.stderr
+    status = run_cli("status", run_dir, "--json")
+    files = [p for p in run_dir.rglob("*") if p.is_file() and p.name != "session.toml"]
+    assert any(p.name.startswith("INCIDENT-") for p in files)
+    for secret in OPTION_SECRETS:
+        leaks = [p.name for p in files if secret.encode() in p.read_bytes()]
+        leaks += [name for name, text in {"stdout": result.stdout, "stderr": result.stderr,
+                                          "status": status.stdout}.items() if secret in text]
+        assert not leaks, f"{secret} leaked into {leaks}"
+    log = (run_dir / "logs" / "echo.log").read_text()
+    assert "--token [REDACTED:token] --api-key=[REDACTED:api-key]" in log
+    assert "[REDACTED:hf_token]" in log and "[REDACTED:db_password]" in log
+
+
+def test_a_redactor_learns_secret_options_and_nested_tables():
+    redactor = Redactor({}, extra=[{"store": {"db_password": "pw-987654"}, "list": [{"api_key": "k-123456"}]}],
+                        argvs=[["run", "--token", "t-123456", "--api-key=a-123456", "--tokens", "-v", "--out", "o-1234567"]])
+    assert redactor.redact("pw-987654 k-123456 t-123456 a-123456 o-1234567") == (
+        "[REDACTED:db_password] [REDACTED:api_key] [REDACTED:token] [REDACTED:api-key] o-1234567")

@@ -310,3 +310,22 @@ def test_reviewer_written_reasons_and_changes_are_redacted(fakes, review, plante
     assert outcome.decision is Decision.ITERATE
     assert secret not in repr(outcome.reasons) and secret not in repr(dict(outcome.changes))
     assert outcome.reasons == ("use key [REDACTED:OPENAI_API_KEY]",)
+
+
+def test_a_stop_signal_cuts_a_retry_backoff_short_and_starts_no_other_reviewer(fakes, review) -> None:
+    import os
+    import signal
+    import threading
+
+    from tenacity import wait_fixed
+
+    from phasegate.floor.processes import StopSignal, noting_stop_signals
+
+    fakes.scenario(mode="scale", fail_times=5)  # rate limited every time: each attempt is followed by a wait
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    started = time.monotonic()
+    with noting_stop_signals(), pytest.raises(StopSignal):
+        timer.start()
+        review(spec("claude", retries=3), options=RunOptions(wait=wait_fixed(60)))
+    assert time.monotonic() - started < 15  # not the 60 s backoff
+    assert len(fakes.calls()) == 1
