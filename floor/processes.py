@@ -5,7 +5,8 @@ A tree is its process group plus every process that carries its tag in the envir
 Ending a tree sends SIGTERM to all of it, then SIGKILL to what is left after a grace period.
 Three layers make that happen whatever way its owner ends:
 - the owner ends the tree when the tree's leader exits, is interrupted, or the owner raises;
-- a sentinel process (floor/sentinel.py) beside each tree ends it when the owner dies, kill -9 included;
+- one sentinel process per owner (floor/sentinel.py), told of each tree as it starts and ends, ends every
+  tree still open when the owner dies, kill -9 included (one per owner, not per tree: it costs one Python start);
 - a controller is a child subreaper: orphans of its trees become its children, so even a process that
   left the group and dropped its tag is found (and reaped) while the controller lives.
 """
@@ -219,7 +220,8 @@ def _send(member: ProcessInfo, signum: int) -> None:
 # -- the owner: subreaper, spawned children, stop signals ----------------------------------------
 _adopting = False
 _owned: set[int] = set()  # pids of our Popen children: never reaped here (Popen needs their status)
-_retired: list[subprocess.Popen] = []  # sentinels told to finish, collected later without blocking
+_sentinel: subprocess.Popen | None = None  # this owner's sentinel, started on first use
+_sentinel_lock = threading.Lock()
 _stop_signal: int | None = None
 
 
@@ -236,9 +238,6 @@ def reap_orphans() -> None:
         if p.zombie and p.ppid == me and p.sid != my_sid and p.pid not in _owned:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(p.pid, os.WNOHANG)
-    for sentinel in [s for s in _retired if s.poll() is not None]:
-        _retired.remove(sentinel)
-        _owned.discard(sentinel.pid)
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -298,9 +297,6 @@ def owning_processes(scope: str) -> Iterator[None]:
         if _adopting:
             _prctl(_PR_SET_CHILD_SUBREAPER, 0)
             reap_orphans()
-        for sentinel in _retired:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                sentinel.wait(timeout=KILL_WAIT_S)
         _adopting, _scope = False, previous_scope
 
 
@@ -316,54 +312,57 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None]:
 
 
 class Contained:
-    """One spawned tree: its leader (a Popen), its tag, and the sentinel that ends it should we die."""
+    """One spawned tree: its leader (a Popen) and its tag; the owner's sentinel knows it until it is released."""
 
-    def __init__(self, popen: subprocess.Popen, tree: Tree, sentinel: subprocess.Popen) -> None:
+    def __init__(self, popen: subprocess.Popen, tree: Tree) -> None:
         self.popen = popen
         self.pid = popen.pid
         self.tree = tree
-        self._sentinel = sentinel
 
     def end(self, grace_s: float = TERM_GRACE_S) -> None:
         """End every process of the tree (TERM, then KILL after `grace_s`)."""
         end_tree(self.tree, grace_s)
 
     def release(self) -> None:
-        """The tree is over: let its sentinel go (it checks once more on its way out) and forget the leader."""
-        if self._sentinel.stdin is not None and not self._sentinel.stdin.closed:
-            self._sentinel.stdin.close()
-            _retired.append(self._sentinel)
+        """The tree is over: the sentinel forgets it, and we forget its leader."""
+        _tell_sentinel(f"- {self.tree.tag}\n")
         if self.popen.returncode is not None:
             _owned.discard(self.pid)
 
 
-def _start_sentinel(tag: str) -> subprocess.Popen:
-    """The sentinel of a tree: its own session (a Ctrl-C or a group kill of ours never reaches it),
-    no tag of its own, our import path so it loads the same phasegate."""
+def _start_sentinel() -> subprocess.Popen:
+    """This owner's sentinel: its own session (a Ctrl-C or a group kill of ours never reaches it), no tag of
+    its own, our import path so it loads the same phasegate. Its pipe is close-on-exec: no child holds it open."""
     env = {"PYTHONPATH": os.pathsep.join(path for path in sys.path if path), "PATH": os.environ.get("PATH", "")}
-    sentinel = subprocess.Popen([sys.executable, "-m", "phasegate.floor.sentinel", tag], stdin=subprocess.PIPE,
+    sentinel = subprocess.Popen([sys.executable, "-m", "phasegate.floor.sentinel"], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/", env=env,
                                 start_new_session=True, close_fds=True)
     _owned.add(sentinel.pid)
     return sentinel
 
 
+def _tell_sentinel(line: str) -> None:
+    """Tell this owner's sentinel that a tree starts ("+ tag pgid start") or ends ("- tag"); start it if need be."""
+    global _sentinel
+    with _sentinel_lock:
+        if _sentinel is None or _sentinel.poll() is not None:
+            if _sentinel is not None:
+                _owned.discard(_sentinel.pid)
+            if line.startswith("-"):
+                return  # a new sentinel never knew the tree
+            _sentinel = _start_sentinel()
+        assert _sentinel.stdin is not None
+        with contextlib.suppress(OSError):  # it died meanwhile: the next tree starts another
+            _sentinel.stdin.write(line.encode())
+            _sentinel.stdin.flush()
+
+
 def spawn_contained(argv: list[str], *, tag: str, env: dict[str, str], **popen_args: Any) -> Contained:
-    """Start `argv` as the leader of a new session and group, tagged, watched by a sentinel."""
+    """Start `argv` as the leader of a new session and group, tagged, known to the owner's sentinel."""
     reap_orphans()
-    sentinel = _start_sentinel(tag)
-    try:
-        popen = subprocess.Popen(argv, env={**env, PROCESS_TAG_ENV: tag}, start_new_session=True,
-                                 preexec_fn=_die_with_parent(os.getpid()), **popen_args)
-    except BaseException:
-        assert sentinel.stdin is not None
-        sentinel.stdin.close()
-        _retired.append(sentinel)
-        raise
+    popen = subprocess.Popen(argv, env={**env, PROCESS_TAG_ENV: tag}, start_new_session=True,
+                             preexec_fn=_die_with_parent(os.getpid()), **popen_args)
     _owned.add(popen.pid)
     tree = Tree(tag, popen.pid, process_start_time(popen.pid))
-    assert sentinel.stdin is not None
-    with contextlib.suppress(BrokenPipeError):
-        sentinel.stdin.write(f"{popen.pid} {tree.leader_start}\n".encode())
-        sentinel.stdin.flush()
-    return Contained(popen, tree, sentinel)
+    _tell_sentinel(f"+ {tag} {popen.pid} {tree.leader_start or '-'}\n")
+    return Contained(popen, tree)

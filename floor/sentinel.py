@@ -1,5 +1,6 @@
-"""The sentinel of one process tree: it waits on a pipe from the tree's owner and ends the tree when the pipe
-closes, whether the owner closed it or died (kill -9 included). Run as `python -m phasegate.floor.sentinel TAG`."""
+"""The sentinel of one owner's process trees: told of each tree as it starts and ends, it ends every tree still
+open when its pipe closes, whether the owner closed it or died (kill -9 included).
+Run as `python -m phasegate.floor.sentinel`; reads "+ TAG PGID START" and "- TAG" lines on stdin."""
 
 from __future__ import annotations
 
@@ -18,20 +19,29 @@ def _wake(_signum: int, _frame: Any) -> None:
     raise _Woken
 
 
-def main(argv: list[str]) -> int:
-    """Read the tree's group ("<pgid> <leader start time>") from stdin; at end of file, end the tree."""
-    tag, pgid, leader_start = argv[0], None, None
+def _read(trees: dict[str, Tree]) -> None:
+    """Keep `trees` up to date from the owner's lines until its pipe closes."""
+    for line in sys.stdin.buffer:  # blocks until the owner writes, closes, or dies
+        match line.decode(errors="replace").split():
+            case ["+", tag, pgid, start] if pgid.isdigit():
+                trees[tag] = Tree(tag, int(pgid), None if start == "-" else start)
+            case ["-", tag]:
+                trees.pop(tag, None)
+
+
+def main() -> int:
+    """Follow the owner's trees; at end of file (or a signal), end those still open."""
+    trees: dict[str, Tree] = {}
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, _wake)
     try:
-        for line in sys.stdin.buffer:  # blocks until the owner writes, closes, or dies
-            pid, _, start = line.decode().strip().partition(" ")
-            pgid, leader_start = int(pid), start or None
+        _read(trees)
     except _Woken:
         pass
-    end_tree(Tree(tag, pgid, leader_start))
+    for tree in trees.values():
+        end_tree(tree)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
