@@ -33,6 +33,7 @@ class Placeholders(NamedTuple):
     artifacts: Any  # this phase's artifact folder
     phase: Any  # this phase's id
     session_dir: Any
+    state: Any  # this phase's state folder, kept across its attempts (resumable work)
 
 
 PLACEHOLDER_NAMES: tuple[str, ...] = Placeholders._fields
@@ -76,6 +77,10 @@ class RunDir:
     def artifacts(self, phase_id: str) -> Path:
         return self.root / "artifacts" / phase_id
 
+    def state(self, phase_id: str) -> Path:
+        """A phase's state folder: unlike its artifact folder it survives a crash, a retry and a stop."""
+        return self.root / "state" / phase_id
+
     def log(self, phase_id: str) -> Path:
         return self.root / "logs" / f"{phase_id}.log"
 
@@ -90,7 +95,7 @@ class RunDir:
 
     def create_layout(self) -> None:
         """Make the folders a new run needs."""
-        for sub in ("artifacts", "logs", "checkpoints", "incidents", "reviews"):
+        for sub in ("artifacts", "state", "logs", "checkpoints", "incidents", "reviews"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def require_existing(self) -> None:

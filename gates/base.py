@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from pydantic import BaseModel
 
-from phasegate.floor.rundir import Placeholders
+from phasegate.floor.rundir import Placeholders, RunDir
 from phasegate.floor.states import GateStatus, Route
 from phasegate.gates.parsing import parse_options
 from phasegate.journal.records import ReviewRecord
@@ -69,7 +69,7 @@ class GateContext:
     def resolve(self, path: str) -> Path:
         """Resolve a path from the session file: `{artifacts}`-style placeholders, then relative to the session folder."""
         values = Placeholders(run_dir=self.run_dir, artifacts=self.artifacts_dir, phase=self.phase_id,
-                              session_dir=self.session_dir)
+                              session_dir=self.session_dir, state=RunDir(self.run_dir).state(self.phase_id))
         candidate = Path(path.format(**values._asdict()))
         return candidate if candidate.is_absolute() else self.session_dir / candidate
 

@@ -58,6 +58,7 @@ from phasegate.session.runner import (
 )
 from phasegate.session.runs import OpenRun
 from phasegate.session.spec import PhaseSpec, SessionSpec
+from phasegate.session.state_dir import prepare_state_folder, state_key
 from phasegate.session.watchdog import Watchdog
 
 Listener = Callable[[dict[str, Any]], None]
@@ -239,12 +240,13 @@ class Controller:
         self._publish()
         crash_point("after_intent")
         fresh_folder(artifacts)  # every attempt starts from a clean state (a link left in its place is removed)
+        state = self._state_folder(phase, argv, params)  # kept across attempts, unless the inputs changed
         self._artifact_paths = []
         self._stop_event = None
         inherited = child_faults(self.base_env)  # the controller's own faults are not the child's
         env = {**inherited, **phase.env, "PHASEGATE_RUN_DIR": str(self.run.run_dir.root),
                "PHASEGATE_PHASE": phase.id, "PHASEGATE_ATTEMPT": str(attempt), "PHASEGATE_ARTIFACTS": str(artifacts),
-               "PHASEGATE_PARAMS": json.dumps(params, sort_keys=True, default=str)}
+               "PHASEGATE_STATE_DIR": str(state), "PHASEGATE_PARAMS": json.dumps(params, sort_keys=True, default=str)}
         try:
             child = spawn(argv, cwd=self.run.session_dir, env=env, log_path=self.run.run_dir.log(phase.id),
                           redact=self.redactor.redact, tag=attempt_tag(self.run.run_dir.root, phase.id, attempt))
@@ -265,6 +267,15 @@ class Controller:
             self.journal.mark_exited(phase.id, attempt, 0, self.reporter.durable_artifacts(artifacts, self._artifact_paths))
         self._publish()
         return attempt, exit
+
+    def _state_folder(self, phase: PhaseSpec, argv: list[str], params: dict[str, Any]) -> Path:
+        """The phase's state folder, ready for this attempt; older state made from other inputs is moved aside."""
+        folder = self.run.run_dir.state(phase.id)
+        moved = prepare_state_folder(folder, state_key(argv, phase, params), self.clock)
+        if moved is not None:
+            self.journal.append_event(EventKind.LOG, phase.id, {"message": f"the phase's inputs changed: its state "
+                                                                f"folder was moved aside to {moved}"})
+        return folder
 
     def _early_stop(self, phase: PhaseSpec, attempt: int) -> PhaseOutcome:
         """The phase asked to stop the session (contamination, say): no retry, its evidence in the incident."""

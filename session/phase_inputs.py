@@ -71,7 +71,7 @@ class PhaseInputs:
     def placeholders(self, phase: PhaseSpec, artifacts: Path) -> dict[str, str]:
         """The text of every placeholder for this phase's argv."""
         values = Placeholders(run_dir=self.run.run_dir.root, artifacts=artifacts, phase=phase.id,
-                              session_dir=self.run.session_dir)
+                              session_dir=self.run.session_dir, state=self.run.run_dir.state(phase.id))
         return {name: str(value) for name, value in values._asdict().items()}
 
     def argv(self, phase: PhaseSpec, values: dict[str, str]) -> list[str]:

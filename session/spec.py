@@ -28,6 +28,7 @@ _PLACEHOLDER_HELP = {
     "artifacts": "this phase's artifact folder",
     "phase": "this phase's id",
     "session_dir": "the folder of the session file (also the child's working directory)",
+    "state": "this phase's state folder, kept across its attempts for resumable work (checkpoints, partial shards)",
 }
 PLACEHOLDERS = {name: _PLACEHOLDER_HELP[name] for name in PLACEHOLDER_NAMES}
 """What each placeholder stands for (the names are the run folder's, floor/rundir.py)."""
