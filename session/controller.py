@@ -8,32 +8,22 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from phasegate.floor.errors import ExitCode, InvalidInput, RunDirError
 from phasegate.floor.events import (
     EARLY_STOP_EXIT,
-    ArtifactEvent,
     ChildEvent,
-    HeartbeatEvent,
-    InvalidEvent,
-    LogEvent,
-    MetricEvent,
-    ProgressEvent,
     StopEvent,
 )
 from phasegate.floor.faults import child_faults, crash_point
 from phasegate.floor.processes import StopSignal, owning_processes, stop_signal
-from phasegate.floor.redact import Redactor
 from phasegate.floor.states import PhaseState, Route, SessionState
 from phasegate.journal.events import EventKind
 from phasegate.journal.store import STORAGE_ERRORS, is_disk_full
 from phasegate.session.artifacts import (
-    MAX_DECLARED,
     clear_folder,
     fresh_folder,
-    refusal,
     verify_completed,
 )
 from phasegate.session.budget import BudgetMeter
@@ -45,7 +35,8 @@ from phasegate.session.gating import (
     recheck_gates,
 )
 from phasegate.session.gpu import GpuReader, default_reader
-from phasegate.session.phase_inputs import PhaseInputs, hourly_rate, input_hash
+from phasegate.session.phase_events import PhaseEvents
+from phasegate.session.phase_inputs import PhaseInputs, hourly_rate, input_hash, session_redactor
 from phasegate.session.reporting import Reporter
 from phasegate.session.runner import (
     ChildExit,
@@ -57,20 +48,10 @@ from phasegate.session.runner import (
     spawn,
 )
 from phasegate.session.runs import OpenRun
-from phasegate.session.spec import PhaseSpec, SessionSpec
-from phasegate.session.state_dir import prepare_state_folder, state_key
+from phasegate.session.spec import PhaseSpec
 from phasegate.session.watchdog import Watchdog
 
 Listener = Callable[[dict[str, Any]], None]
-
-
-def session_redactor(spec: SessionSpec, env: dict[str, str]) -> Redactor:
-    """A redactor of the environment's secrets, the session file's `env` and `with` tables' and the values of
-    secret-named options in its command lines (`--token X`)."""
-    tables = [*(phase.env for phase in spec.phases), *(phase.params for phase in spec.phases)]
-    argvs = [*(phase.run for phase in spec.phases),
-             *([*(reviewer.command or []), *reviewer.extra_args] for reviewer in spec.reviewers.values())]
-    return Redactor(env, extra=tables, argvs=argvs)
 
 
 @dataclass(frozen=True)
@@ -101,9 +82,8 @@ class Controller:
         self.watchdog = Watchdog(self.journal, run.loaded.spec.session, reader, self.meter)
         # Listeners see new events only, unless asked to replay the run's history from its start.
         self._published = 0 if replay else self._last_seq()
-        self._artifact_paths: list[Path] = []
-        self._stop_event: dict[str, Any] | None = None
         self._oom_line: str | None = None
+        self._events: PhaseEvents | None = None  # the running attempt's events
         # A stop posted from here on, even one handled before this controller takes the lock, is this run's stop.
         self._commands_seen = self.journal.last_command_id()
 
@@ -240,9 +220,8 @@ class Controller:
         self._publish()
         crash_point("after_intent")
         fresh_folder(artifacts)  # every attempt starts from a clean state (a link left in its place is removed)
-        state = self._state_folder(phase, argv, params)  # kept across attempts, unless the inputs changed
-        self._artifact_paths = []
-        self._stop_event = None
+        state = self.inputs.state_folder(phase, argv, params, self.clock)  # kept across attempts, unless the inputs changed
+        self._events = PhaseEvents(self.journal, self.watchdog, phase.id, artifacts)
         inherited = child_faults(self.base_env)  # the controller's own faults are not the child's
         env = {**inherited, **phase.env, "PHASEGATE_RUN_DIR": str(self.run.run_dir.root),
                "PHASEGATE_PHASE": phase.id, "PHASEGATE_ATTEMPT": str(attempt), "PHASEGATE_ARTIFACTS": str(artifacts),
@@ -256,7 +235,7 @@ class Controller:
         self.journal.attempt_spawned(phase.id, attempt, child.pid, child.start_time)
         crash_point("after_spawn")
         self.watchdog.start(phase, child.pid)
-        exit = child.wait(lambda event: self._on_event(phase.id, event),
+        exit = child.wait(self._on_event,
                           lambda: self._on_tick(child.output.last_output), phase.timeout_s)
         crash_point("after_child_exit")
         peak = self.watchdog.finish()
@@ -264,22 +243,13 @@ class Controller:
             self.journal.record_metric(phase.id, "gpu_peak_mem_mb", round(peak, 1))
         self._oom_line = child.output.oom_line
         if exit.succeeded:
-            self.journal.mark_exited(phase.id, attempt, 0, self.reporter.durable_artifacts(artifacts, self._artifact_paths))
+            self.journal.mark_exited(phase.id, attempt, 0, self.reporter.durable_artifacts(artifacts, self._events.artifact_paths))
         self._publish()
         return attempt, exit
 
-    def _state_folder(self, phase: PhaseSpec, argv: list[str], params: dict[str, Any]) -> Path:
-        """The phase's state folder, ready for this attempt; older state made from other inputs is moved aside."""
-        folder = self.run.run_dir.state(phase.id)
-        moved = prepare_state_folder(folder, state_key(argv, phase, params), self.clock)
-        if moved is not None:
-            self.journal.append_event(EventKind.LOG, phase.id, {"message": f"the phase's inputs changed: its state "
-                                                                f"folder was moved aside to {moved}"})
-        return folder
-
     def _early_stop(self, phase: PhaseSpec, attempt: int) -> PhaseOutcome:
         """The phase asked to stop the session (contamination, say): no retry, its evidence in the incident."""
-        request = self._stop_event or StopEvent()  # an exit code without a stop event: still a stop
+        request = self._events.stop_request or StopEvent()  # an exit code without a stop event: still a stop
         trigger = request.trigger or "early_stop"
         summary = request.summary or f"phase {phase.id} exited with {int(EARLY_STOP_EXIT)} (early stop)"
         self.journal.finish_attempt(phase.id, attempt, passed=False, exit_code=EARLY_STOP_EXIT,
@@ -304,30 +274,8 @@ class Controller:
         return PhaseOutcome(Route.STOP, reason, str(stop.trigger), attempt, dict(self.watchdog.evidence))
 
     # -- child events and ticks ----------------------------------------------------------------
-    def _on_event(self, phase_id: str, event: ChildEvent) -> None:
-        self.watchdog.activity()
-        match event:
-            case ProgressEvent(done=done, total=total, step=step):  # the journal throttles it, keeping the latest
-                self.journal.record_progress(phase_id, done, total, step)
-            case MetricEvent(name=name, value=value):
-                self.journal.record_metric(phase_id, name, value)
-                self.watchdog.metric(name, value)
-            case ArtifactEvent(path=path):
-                if (problem := refusal(Path(path), self.run.run_dir.artifacts(phase_id))) is None:
-                    if len(self._artifact_paths) < MAX_DECLARED:  # the folder's walk finds every file anyway
-                        self._artifact_paths.append(Path(path))
-                else:  # never read: a phase may not hand the controller /etc/shadow as its output
-                    self.journal.record_warning(EventKind.ARTIFACT_REFUSED, phase_id, {"path": path, "error": problem})
-            case StopEvent(trigger=trigger, summary=summary):
-                self._stop_event = event  # journaled within the attempt's limit, like a log line
-                self.journal.record_message(EventKind.EARLY_STOP_REQUESTED, phase_id,
-                                            {"trigger": trigger, "summary": summary})
-            case HeartbeatEvent():
-                self.journal.touch(phase_id)
-            case LogEvent(message=message):  # the journal masks, cuts it short, and counts it past its limit
-                self.journal.record_message(EventKind.LOG, phase_id, {"message": message})
-            case InvalidEvent():  # a warning, bounded in size and in number; the phase goes on
-                self.journal.record_warning(EventKind.INVALID_EVENT, phase_id, event.journaled)
+    def _on_event(self, event: ChildEvent) -> None:
+        self._events.handle(event)
         self._publish()
 
     def _on_tick(self, last_output: float) -> Interruption | None:

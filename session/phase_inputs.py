@@ -12,14 +12,26 @@ from pathlib import Path
 from typing import Any
 
 from phasegate.floor.errors import InvalidInput
+from phasegate.floor.redact import Redactor
 from phasegate.floor.rundir import Placeholders
 from phasegate.journal.budget import price_for
+from phasegate.journal.events import EventKind
 from phasegate.session.builtins import builtin_argv
 from phasegate.session.gpu import GpuReader
 from phasegate.session.preflight import argv_problem
 from phasegate.session.reporting import Reporter
 from phasegate.session.runs import OpenRun
-from phasegate.session.spec import PhaseSpec, expand
+from phasegate.session.spec import PhaseSpec, SessionSpec, expand
+from phasegate.session.state_dir import prepare_state_folder, state_key
+
+
+def session_redactor(spec: SessionSpec, env: dict[str, str]) -> Redactor:
+    """A redactor of the environment's secrets, the session file's `env` and `with` tables' and the values of
+    secret-named options in its command lines (`--token X`)."""
+    tables = [*(phase.env for phase in spec.phases), *(phase.params for phase in spec.phases)]
+    argvs = [*(phase.run for phase in spec.phases),
+             *([*(reviewer.command or []), *reviewer.extra_args] for reviewer in spec.reviewers.values())]
+    return Redactor(env, extra=tables, argvs=argvs)
 
 
 class PhaseInputs:
@@ -73,6 +85,15 @@ class PhaseInputs:
         values = Placeholders(run_dir=self.run.run_dir.root, artifacts=artifacts, phase=phase.id,
                               session_dir=self.run.session_dir, state=self.run.run_dir.state(phase.id))
         return {name: str(value) for name, value in values._asdict().items()}
+
+    def state_folder(self, phase: PhaseSpec, argv: list[str], params: dict[str, Any], clock) -> Path:
+        """The phase's state folder, ready for this attempt; older state made from other inputs is moved aside."""
+        folder = self.run.run_dir.state(phase.id)
+        moved = prepare_state_folder(folder, state_key(argv, phase, params), clock)
+        if moved is not None:
+            self.run.journal.append_event(EventKind.LOG, phase.id, {"message": f"the phase's inputs changed: its state "
+                                                                f"folder was moved aside to {moved}"})
+        return folder
 
     def argv(self, phase: PhaseSpec, values: dict[str, str]) -> list[str]:
         """The phase's argv with its placeholders filled; InvalidInput when that argv cannot be started."""
