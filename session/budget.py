@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from phasegate.floor.states import SessionState
+
 FLUSH_EVERY_S = 10.0
 
 
@@ -15,6 +17,14 @@ class BudgetMeter:
         self._since = clock()
         self._pending = 0.0
         self._unflushed_since = self._since
+
+    def bill_pause(self, *, released: bool) -> None:
+        """A pod bills while it waits for an operator, unless the session file says it was released."""
+        run = self.journal.run()
+        if run.state == SessionState.PAUSED and not released and self.rate:
+            waited = max(0.0, self.clock() - run.updated_at)
+            self.journal.record_cost("gpu (paused)", None, waited * self.rate / 3600, "waiting for an operator",
+                                     seconds=waited)
 
     def tick(self, phase: str | None, *, force: bool = False) -> None:
         """Accrue time since the last tick; write it to the ledger every FLUSH_EVERY_S (or when forced)."""

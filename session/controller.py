@@ -132,7 +132,7 @@ class Controller:
         if self.journal.session_state() == SessionState.COMPLETED:
             self._publish()
             return ExitCode.COMPLETED
-        self._bill_pause()
+        self.meter.bill_pause(released=self.run.loaded.spec.session.release_when_paused)
         self.journal.set_session_state(SessionState.RUNNING)
         self._publish()
         for phase in self.run.loaded.spec.phases:
@@ -355,15 +355,6 @@ class Controller:
                 self.reporter.checkpoint(None)
         except Exception:  # noqa: BLE001 - the original error matters more than this one
             pass
-
-    def _bill_pause(self) -> None:
-        """A pod bills while it waits for an operator, unless the session file says it was released."""
-        run = self.journal.run()
-        info = self.run.loaded.spec.session
-        if run.state == SessionState.PAUSED and not info.release_when_paused and self.meter.rate:
-            waited = max(0.0, self.clock() - run.updated_at)
-            self.journal.record_cost("gpu (paused)", None, waited * self.meter.rate / 3600, "waiting for an operator",
-                                     seconds=waited)
 
     # -- resume ------------------------------------------------------------------------------
     def _reconcile(self) -> None:
