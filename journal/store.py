@@ -198,20 +198,20 @@ class Journal:
         Returns whether it was journaled. The count is journaled at once, then at most once a
         second, and before any other event, so a flood costs the journal a few rows.
         """
-        attempt = self._attempt_of(phase)
-        if self._intake.take_warning((phase, attempt)):
-            self.append_event(kind, phase, data)
-            return True
-        self._count_drop(phase, attempt, limited=False)
-        return False
+        return self._within_limit(self._intake.take_warning, kind, phase, data, limited=False)
 
     def record_message(self, kind: EventKind, phase: str, data: dict[str, Any]) -> bool:
         """Journal what a phase said (a log line, a stop request); past the per-attempt limit it is only counted."""
+        return self._within_limit(self._intake.take_message, kind, phase, data, limited=True)
+
+    def _within_limit(self, allowed: Callable[[tuple[str, int]], bool], kind: EventKind, phase: str,
+                      data: dict[str, Any], *, limited: bool) -> bool:
+        """Journal the event when `allowed` lets one more of this attempt in, else count it as dropped."""
         attempt = self._attempt_of(phase)
-        if self._intake.take_message((phase, attempt)):
+        if allowed((phase, attempt)):
             self.append_event(kind, phase, data)
             return True
-        self._count_drop(phase, attempt, limited=True)
+        self._count_drop(phase, attempt, limited=limited)
         return False
 
     # -- session -----------------------------------------------------------------------------
