@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from phasegate.floor.redact import Redactor
+from phasegate.floor.states import NextAction
 from phasegate.journal.sanitize import clean
 from phasegate.journal.snapshot import RunSnapshot, iso
 
@@ -88,44 +89,71 @@ def _input_warning_lines(snapshot: RunSnapshot) -> list[str]:
 
 
 def _next_lines(snapshot: RunSnapshot) -> list[str]:
+    step = snapshot.next
     if snapshot.state == "completed":
         return ["The session is complete. Nothing to resume."]
-    lines = [f"Next phase: **{snapshot.next_phase}**.", "", "To continue:", "", "```",
-             snapshot.resume_command, "```"]
-    if snapshot.state == "paused":
-        pending = [g for g in snapshot.gates if g.status == "pending"]
-        for gate in pending:
-            lines += ["", f"The run waits for an operator on gate `{gate.gate_id}`: {gate.summary}", "",
-                      f"    phasegate approve {snapshot.run_dir} {gate.gate_id} --note TEXT",
-                      f"    phasegate waive {snapshot.run_dir} {gate.gate_id} --reason TEXT"]
+    who = "**A person must decide this** (`requires_human: true`): an agent should not do it on its own." \
+        if step.requires_human else "An agent may do this on its own."
+    lines = [f"Next action: **{step.action}** — {step.reason}.", "", who, ""]
+    if snapshot.next_phase:
+        lines += [f"Next phase: **{snapshot.next_phase}**.", ""]
+    if step.commands:
+        lines += ["```", *step.commands, "```"]
     if snapshot.incident:
         lines += ["", f"Read the incident report first: `{snapshot.incident}`."]
     return lines
 
 
+def _amendment_lines(snapshot: RunSnapshot) -> list[str]:
+    """Every version of the plan since the session file the run started with."""
+    if not snapshot.amendments:
+        return []
+    lines = ["## Plan amendments", ""]
+    for a in snapshot.amendments:
+        changes = f" ({'; '.join(a['changes'])})" if a.get("changes") else ""
+        lines.append(f"- v{a['version']} `{a['path']}` at {iso(a['ts'])}: {a['reason']}{changes}")
+    return [*lines, ""]
+
+
+ARTIFACT_LIST = "checkpoints/artifacts.json"
+
+
 def checkpoint_front_matter(snapshot: RunSnapshot) -> dict[str, Any]:
-    """The machine-readable header an agent reads to know where the run stands."""
+    """The machine-readable header an agent reads to know where the run stands (short: it is read at every
+    context reset; the full artifact list with hashes is in ARTIFACT_LIST and the journal)."""
+    step = snapshot.next
     return {
         "run_id": snapshot.run_id,
         "session": snapshot.name,
         "state": snapshot.state,
         "reason": snapshot.reason,
+        "next_action": str(step.action),
+        "requires_human": step.requires_human,
+        "next_reason": step.reason,
+        "commands": list(step.commands),
         "next_phase": snapshot.next_phase,
-        "resume_command": None if snapshot.state == "completed" else snapshot.resume_command,
+        "running": snapshot.running,
+        "stop_trigger": snapshot.stop_trigger,
+        "resume_command": step.commands[0] if step.action is NextAction.RESUME and step.commands else None,
         "run_dir": str(snapshot.run_dir),
         "session_dir": str(snapshot.session_dir),
+        "plan_version": snapshot.plan_version,
         "budget_spent_usd": snapshot.budget.get("spent_usd"),
         "budget_left_usd": snapshot.budget.get("left_usd"),
         "incident": str(snapshot.incident) if snapshot.incident else None,
-        "pending_gates": [{"gate_id": g.gate_id, "summary": g.summary,
-                           "approve_command": f"phasegate approve {snapshot.run_dir} {g.gate_id} --note TEXT",
-                           "waive_command": f"phasegate waive {snapshot.run_dir} {g.gate_id} --reason TEXT"}
-                          for g in snapshot.gates if g.status == "pending"],
+        "pending_gates": snapshot.pending_gates,
         "written_at": iso(snapshot.updated_at),
-        # What `phasegate recover` needs if the journal is ever lost: what was done, and its hashes.
+        # What `phasegate recover` needs if the journal is ever lost: what was done; the hashes are in the list.
         "completed_phases": [p.id for p in snapshot.phases if p.state == "passed"],
-        "artifacts": [{"phase": a.phase, "path": a.path, "sha256": a.sha256} for a in snapshot.artifacts],
+        "artifacts": {"count": len(snapshot.artifacts), "total_bytes": sum(a.size for a in snapshot.artifacts),
+                      "list": ARTIFACT_LIST},
     }
+
+
+def artifact_list(snapshot: RunSnapshot) -> str:
+    """ARTIFACT_LIST: every recorded artifact with its phase, size and sha256 (JSON)."""
+    return json.dumps([{"phase": a.phase, "path": a.path, "size": a.size, "sha256": a.sha256}
+                       for a in snapshot.artifacts], indent=1) + "\n"
 
 
 def render_checkpoint(snapshot: RunSnapshot, redactor: Redactor | None = None) -> str:
@@ -138,6 +166,7 @@ def render_checkpoint(snapshot: RunSnapshot, redactor: Redactor | None = None) -
         "## Gates", "", *_gate_lines(snapshot), "",
         "## Artifacts", "", *_artifact_lines(snapshot), "",
         *_input_warning_lines(snapshot),
+        *_amendment_lines(snapshot),
         "## Budget", "", _budget_line(snapshot.budget), "",
         "## GPU", "", *_gpu_lines(snapshot), "",
         "## What is next", "", *_next_lines(snapshot), "",
@@ -177,13 +206,14 @@ def _gpu_lines(snapshot: RunSnapshot) -> list[str]:
     return lines
 
 
-def _operator_lines(snapshot: RunSnapshot) -> list[str]:
-    """Step 3 of a paused run's recovery: the operator's word on each pending gate."""
-    lines = ["3. Decide each pending gate, approve or waive:"]
-    for gate in (g for g in snapshot.gates if g.status == "pending"):
-        lines += [f"   - `phasegate approve {snapshot.run_dir} {gate.gate_id} --note TEXT`",
-                  f"   - `phasegate waive {snapshot.run_dir} {gate.gate_id} --reason TEXT`"]
-    return lines
+def _recovery_lines(snapshot: RunSnapshot) -> list[str]:
+    """The way back: read, check, then the next action's exact commands."""
+    step = snapshot.next
+    who = " A person must decide this; an agent should not." if step.requires_human else ""
+    return ["1. Read the evidence and the log above; fix the cause (data, script, threshold, hardware).",
+            f"2. Check the run: `phasegate status {snapshot.run_dir}`",
+            f"3. Next action: **{step.action}** — {step.reason}.{who} Completed phases are not run again:",
+            *(f"   - `{command}`" for command in step.commands)]
 
 
 def render_incident(snapshot: RunSnapshot, *, trigger: str, phase: str | None, attempt: int | None,
@@ -193,7 +223,8 @@ def render_incident(snapshot: RunSnapshot, *, trigger: str, phase: str | None, a
     redactor = redactor or Redactor()
     evidence = clean(evidence, redactor.redact, _WHOLE)  # masked before `_short` cuts a value (and a secret) short
     front = {"run_id": snapshot.run_id, "trigger": trigger, "phase": phase, "attempt": attempt,
-             "state": snapshot.state, "resume_command": snapshot.resume_command,
+             "state": snapshot.state, "next_action": str(snapshot.next.action),
+             "requires_human": snapshot.next.requires_human, "commands": list(snapshot.next.commands),
              "written_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")}
     evidence_lines = [f"- {key}: {_short(value)}" for key, value in evidence.items()] or ["- (none recorded)"]
     paused = snapshot.state == "paused"
@@ -209,10 +240,6 @@ def render_incident(snapshot: RunSnapshot, *, trigger: str, phase: str | None, a
         "## Artifacts kept", "", *_artifact_lines(snapshot), "",
         *_input_warning_lines(snapshot),
         "## Budget at the stop", "", _budget_line(snapshot.budget), "",
-        "## Recovery", "",
-        "1. Read the evidence and the log above; fix the cause (data, script, threshold, hardware).",
-        f"2. Check the run: `phasegate status {snapshot.run_dir}`",
-        *(_operator_lines(snapshot) if paused else []),
-        f"{4 if paused else 3}. Continue; completed phases are not run again: `{snapshot.resume_command}`", "",
+        "## Recovery", "", *_recovery_lines(snapshot), "",
     ]
     return _document(front, body, redactor)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from phasegate.floor.errors import ExitCode, InvalidInput, PhasegateError
+from phasegate.floor.errors import DiskFull, ExitCode, InvalidInput, PhasegateError
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 completed · 1 internal error · 2 invalid input (session file, run folder, journal) · "
@@ -30,18 +30,42 @@ app = typer.Typer(
     options_metavar="[OPTIONS]",
 )
 
+
+def _print_version(wanted: bool) -> None:
+    """`--version`: the installed package's version, then exit."""
+    if wanted:
+        from importlib.metadata import version
+
+        typer.echo(f"phasegate {version('phasegate')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                   help="Print phasegate's version and exit.")] = False) -> None:
+    """Options of `phasegate` itself, before any command."""
+
 RunDirArg = Annotated[Path, typer.Argument(help="A run folder (runs/<name>-<stamp>/).", metavar="RUN_DIR", show_default=False)]
 SessionArg = Annotated[Path, typer.Argument(help="A session file (TOML), e.g. examples/quickstart.toml.", metavar="SESSION",
                                             show_default=False)]
 HeadlessOpt = Annotated[bool, typer.Option("--headless", help="Print one JSON event per line on stdout "
                                                                "(diagnostics on stderr).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="With --headless: print only state changes (session, phases, "
+                                        "gates, approvals, waivers, amendments, incidents, checkpoints) and a "
+                                        "phase's progress at most every --progress-every seconds.")]
+ProgressEveryOpt = Annotated[float, typer.Option("--progress-every", min=0, metavar="SECONDS",
+                                                 help="With --quiet: the least time between two progress events "
+                                                      "of a phase (default: 30).")]
 
 
-def _listeners(headless: bool):
-    from phasegate.session.printers import human_printer, json_lines_printer
+def _listeners(headless: bool, quiet: bool = False, progress_every: float = 30.0):
+    from phasegate.session.printers import human_printer, json_lines_printer, quiet_printer
 
+    if quiet and not headless:
+        raise InvalidInput("--quiet filters the JSON event stream of --headless: add --headless, or leave --quiet out")
     if headless:
-        return (_until_gone(json_lines_printer(), sys.stdout),)
+        printer = json_lines_printer()
+        return (_until_gone(quiet_printer(printer, progress_every=progress_every) if quiet else printer, sys.stdout),)
     return (_until_gone(human_printer(), sys.stderr),)
 
 
@@ -98,23 +122,25 @@ def _wants_tui(headless: bool) -> bool:
     return not headless and sys.stdout.isatty()
 
 
-def _supervise(root: Path) -> None:
+def _supervise(root: Path, flags: tuple[str, ...] = ()) -> None:
     """Run the controller headless in its own process and watch it in the TUI; exits with the run's code."""
     # Imported here so that textual loads only when the UI opens.
-    from phasegate.tui.controller_process import spawn_controller
+    from phasegate.tui.controller_process import controller_argv, spawn_controller
     from phasegate.tui.launch import run_tui
 
-    raise typer.Exit(run_tui(root, mode="run", child=spawn_controller(root)))
+    raise typer.Exit(run_tui(root, mode="run", child=spawn_controller(root, argv=[*controller_argv(root), *flags])))
 
 
 @app.command()
 def run(session: SessionArg, run_dir: Annotated[Path | None, typer.Option(help="Where to create the run "
-        "folder (default: runs/<name>-<UTC stamp>/).")] = None, headless: HeadlessOpt = False) -> None:
+        "folder (default: runs/<name>-<UTC stamp>/).")] = None, headless: HeadlessOpt = False,
+        quiet: QuietOpt = False, progress_every: ProgressEveryOpt = 30.0) -> None:
     """Create a run from a session file and execute it."""
     from phasegate.session.controller import Controller
     from phasegate.session.runs import create_run
     from phasegate.session.spec import load_spec
 
+    listeners = _listeners(headless, quiet, progress_every)  # bad options are refused before the run folder exists
     with _noting_stops(headless):
         opened = create_run(load_spec(session), run_dir)
         if _wants_tui(headless):
@@ -122,21 +148,33 @@ def run(session: SessionArg, run_dir: Annotated[Path | None, typer.Option(help="
             _supervise(opened.run_dir.root)
         if not headless:
             _say(f"run folder: {opened.run_dir.root}")
-        _finish(opened, Controller(opened, listeners=_listeners(headless), replay=True).execute(), headless)
+        _finish(opened, Controller(opened, listeners=listeners, replay=True).execute(), headless)
 
 
 @app.command()
-def resume(run_dir: RunDirArg, headless: HeadlessOpt = False) -> None:
-    """Continue a run after a crash, a stop or a pause; completed phases are never run again."""
+def resume(run_dir: RunDirArg, headless: HeadlessOpt = False, quiet: QuietOpt = False,
+           progress_every: ProgressEveryOpt = 30.0,
+           retry: Annotated[bool, typer.Option("--retry", help="Run the phase that failed (or whose gate failed, or "
+                            "that stopped early) again; without it such a run is not resumed (exit 3).")] = False,
+           force: Annotated[bool, typer.Option("--force", help="Resume a run an operator stopped on purpose "
+                            "(its checkpoint says requires_human: true).")] = False) -> None:
+    """Continue a run after a crash, a stop or a pause; completed phases are never run again.
+
+    After a crash, a signal or a full disk it goes on where the run stands. After a failed phase, a failed gate,
+    an early stop or the budget it goes on only with --retry, or once `waive` or `amend` addressed the cause
+    (else exit 3, naming the options). After an operator's stop it needs --force. A run that waits on a gate
+    exits 4 until the gate is approved or waived."""
     from phasegate.session.controller import Controller
     from phasegate.session.runs import open_run
 
+    listeners = _listeners(headless, quiet, progress_every)
     with _noting_stops(headless):
         opened = open_run(run_dir)
         if _wants_tui(headless):
             opened.journal.close()
-            _supervise(opened.run_dir.root)
-        _finish(opened, Controller(opened, listeners=_listeners(headless)).execute(), headless)
+            _supervise(opened.run_dir.root, (*(["--retry"] if retry else []), *(["--force"] if force else [])))
+        code = Controller(opened, listeners=listeners).execute(retry=retry, force=force)
+        _finish(opened, code, headless)
 
 
 @app.command()
@@ -176,14 +214,46 @@ def status(run_dir: RunDirArg, as_json: Annotated[bool, typer.Option("--json", h
 
 
 @app.command()
-def stop(run_dir: RunDirArg, reason: Annotated[str, typer.Option(help="Why; recorded in the incident report.")]) -> None:
+def stop(run_dir: RunDirArg, reason: Annotated[str | None, typer.Option(help="Why; recorded in the incident report "
+         "(without it: \"no reason given\").", show_default=False)] = None) -> None:
     """Ask the controller of a run to stop cleanly (or stop a paused run)."""
     from phasegate.session.commands import submit
     from phasegate.session.runs import open_run
 
     # With no live controller, the stop takes the controller lock itself: a racing resume waits or refuses.
-    result, _ = submit(open_run(run_dir), "stop", {"reason": reason})
+    # Without a reason the command carries none: the journal and the incident report say "no reason given".
+    result, _ = submit(open_run(run_dir), "stop", {"reason": reason} if reason and reason.strip() else {})
     typer.echo(result, err=True)
+
+
+@app.command()
+def amend(run_dir: RunDirArg,
+          set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE to change, e.g. session.budget_usd=60 "
+                          "or phases.sft.with.learning_rate=1e-4 (a phase by its id); repeat for more.",
+                          metavar="KEY=VALUE")] = None,
+          session: Annotated[Path | None, typer.Option("--session", help="A whole new session file as the plan.",
+                             metavar="NEW.toml")] = None,
+          reason: Annotated[str, typer.Option(help="Why; journaled with the diff and shown in every later "
+                            "checkpoint.")] = "") -> None:
+    """Change a run's plan: raise its budget, fix a later phase, replace the phases not yet done.
+
+    Allowed for phases that have not passed and for the [session] limits; refused for completed phases, the
+    model and seed they were made with, and the session name. The new plan is validated like `check` and
+    frozen as session.vN.toml. On a paused or stopped run it applies now (then `resume`); a live controller
+    applies the [session] limits at once and the phases at its next phase boundary."""
+    from phasegate.session.amend import propose
+    from phasegate.session.commands import submit
+    from phasegate.session.runs import open_run
+
+    opened = open_run(run_dir)
+    proposal = propose(opened, sets=set_ or [], session_file=session, reason=reason)
+    result, live = submit(opened, "amend", {"text": proposal.loaded.text, "reason": proposal.reason,
+                                            "version": proposal.version})
+    if result.startswith("refused: "):
+        raise InvalidInput(result.removeprefix("refused: "))
+    for change in proposal.changes:
+        _say(f"  {change}")
+    _say(result + ("" if live else f"; continue with `phasegate resume {opened.run_dir.root}`"))
 
 
 def _gate_command(run_dir: Path, gate_id: str, kind: str, args: dict) -> None:
@@ -236,7 +306,14 @@ def recover(run_dir: RunDirArg, to: Annotated[Path | None, typer.Option(help="Cr
 
 @app.command()
 def check(session: SessionArg) -> None:
-    """Validate a session file without running anything."""
+    """Validate a session file without running anything.
+
+    Every `command` phase's program (on PATH, or a file relative to the session folder) and the script an
+    interpreter is given (`python3 x.py`, `bash x.sh`, `uv run x.py`; not `-m` or `-c`) must exist: a missing
+    one is an error (exit 2), unless an earlier `command` phase names its file name or the folder it would be in
+    does not exist yet; then it is a warning, as that phase may make it. Arguments with a placeholder only the
+    run knows ({artifacts}, {state}, {run_dir}, {phase}) are not checked. `run` refuses the same errors before
+    it creates the run folder."""
     from phasegate.session.preflight import check_gate_ids, session_warnings
     from phasegate.session.spec import load_spec
 
@@ -260,11 +337,20 @@ def versions(out: Annotated[Path, typer.Option(help="Where to write the JSON rec
 
 
 @app.command()
-def schema() -> None:
-    """Print the session file's JSON Schema (for editors such as taplo or VS Code)."""
+def schema(status_doc: Annotated[bool, typer.Option("--status", help="Print the schema of the `status --json` "
+           "document instead.")] = False,
+           events: Annotated[bool, typer.Option("--events", help="Print the schema of one line of the --headless "
+           "event stream instead.")] = False) -> None:
+    """Print the session file's JSON Schema (for editors such as taplo or VS Code), or the agent API's."""
+    from phasegate.journal.event_schema import events_json_schema
+    from phasegate.journal.status_schema import status_json_schema
     from phasegate.session.spec import SessionSpec
 
-    typer.echo(json.dumps(SessionSpec.model_json_schema(by_alias=True), indent=2))
+    if status_doc and events:
+        raise InvalidInput("--status and --events print different schemas: give one of them")
+    chosen = status_json_schema() if status_doc else events_json_schema() if events else \
+        SessionSpec.model_json_schema(by_alias=True)
+    typer.echo(json.dumps(chosen, indent=2))
 
 
 def _print_status(snapshot, console=None) -> None:
@@ -291,10 +377,16 @@ def _print_status(snapshot, console=None) -> None:
     budget = snapshot.budget
     if budget.get("spent_usd") is not None:
         console.print(f"budget: ${budget['spent_usd']:.2f} spent, allocation {budget.get('allocation_usd')}")
+    if snapshot.plan_version > 1:
+        last = snapshot.amendments[-1]
+        console.print(f"plan: v{snapshot.plan_version} ({last['path']}: {last['reason']})", markup=False)
     if snapshot.incident:
         console.print(f"incident: {snapshot.incident}")
-    if snapshot.state != "completed":
-        console.print(f"next: {snapshot.next_phase} — {snapshot.resume_command}")
+    step = snapshot.next
+    who = " — a person must decide this" if step.requires_human else ""
+    console.print(f"next action: {step.action}{who}: {step.reason}", markup=False)
+    for command in step.commands:
+        console.print(f"  {command}", markup=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -302,5 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)  # click's standalone mode exits with 2 on usage errors, which is ours too
     except PhasegateError as exc:
-        typer.echo(f"phasegate: error: {exc}", err=True)
+        # A run that is not resumed, or waits for an operator, is where it should be: not an error.
+        label = "" if exc.exit_code in (ExitCode.STOPPED, ExitCode.PAUSED) and not isinstance(exc, DiskFull) else "error: "
+        typer.echo(f"phasegate: {label}{exc}", err=True)
         sys.exit(int(exc.exit_code))

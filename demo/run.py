@@ -165,7 +165,8 @@ def _summary(opened: Any, code: ExitCode, say: Callable[[str], None]) -> None:
     from phasegate.journal.snapshot import take_snapshot
 
     folder = opened.run_dir
-    metrics = take_snapshot(folder, opened.journal).metrics
+    snapshot = take_snapshot(folder, opened.journal)
+    metrics = snapshot.metrics
     lines = ["what the phases measured:"]
     for phase, names in STORY.items():
         found = [f"{n} {metrics[phase][n]:.4g}" for n in names if n in metrics.get(phase, {})]
@@ -177,6 +178,9 @@ def _summary(opened: Any, code: ExitCode, say: Callable[[str], None]) -> None:
     if incidents:
         lines.append(f"incident report: {incidents[-1]}")
     lines.append(f"inspect it with: phasegate status {folder.root}")
+    if code is not ExitCode.COMPLETED:  # the way on: the same next action the checkpoint and `status` give
+        step = snapshot.next
+        lines.append(f"next action: {step.action}: {' or '.join(step.commands)} (why: see the checkpoint)")
     say("\n".join(lines))
 
 

@@ -48,6 +48,18 @@ class IllegalTransition(PhasegateError):
     """A state change the state machine does not allow (a bug, not a user error)."""
 
 
+class ResumeRefused(PhasegateError):
+    """`resume` of a run stopped by its phase or an operator, without the flag that says to go on anyway."""
+
+    exit_code = ExitCode.STOPPED
+
+
+class RunWaits(PhasegateError):
+    """`resume` of a run that waits for an operator's decision on a gate: nothing can run until it is made."""
+
+    exit_code = ExitCode.PAUSED
+
+
 class DiskFull(PhasegateError):
     """No space left: the session stopped safely; completed results are intact."""
 

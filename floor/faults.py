@@ -3,8 +3,12 @@
 Never set in a real session. The faults, each read in one place:
 - `crash_at:<point>[:<n>]`: the controller exits abruptly at the n-th hit of a named crash point.
 - `enospc:<n>`: the n-th durable write of the controller fails with ENOSPC after a partial write.
-- `scale_crash_shard:<i>`: the worker of shard i exits 70 after its work, before writing it.
-- `sft_exit_after_step:<n>`: the SFT process exits 70 right after optimizer step n.
+- `scale_crash_shard:<i>`: the worker of shard i exits 70 after its work, before writing it;
+  `scale_crash_shard:<i>:<b>`: it exits 70 right after batch b of its shard is durably written.
+- `sft_exit_after_step:<n>[:<attempt>]`: the SFT process exits 70 right after optimizer step n
+  (only in that attempt of the phase when one is given, so a retry can get past it).
+- `sft_hold_after_step:<n>`: the SFT process stops making progress right after optimizer step n
+  (and its checkpoint) until it is ended from outside, as a hung process would.
 - `sft_zero_grads:<pattern>[|<pattern>]`: gradients of LoRA parameters whose name contains a
   pattern are zeroed by a tensor hook (the gradient check must then stop the phase).
 """

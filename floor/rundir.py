@@ -48,7 +48,12 @@ class RunDir:
 
     @property
     def spec(self) -> Path:
+        """The session file frozen when the run was created (version 1 of its plan)."""
         return self.root / "session.toml"
+
+    def plan(self, version: int) -> Path:
+        """The frozen file of one version of the plan: session.toml, then session.v2.toml, … per amendment."""
+        return self.spec if version <= 1 else self.root / f"session.v{version}.toml"
 
     @property
     def db(self) -> Path:

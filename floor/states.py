@@ -104,3 +104,34 @@ def effective_gate_status(recorded: str, action: str | None,
     if action == "approved" and status is GateStatus.PENDING:  # an approval only decides a gate that waits
         return GateStatus.PASS, note
     return status, None
+
+
+class NextAction(enum.StrEnum):
+    """What a run needs next, for the person or agent reading its status or checkpoint."""
+
+    RESUME = "resume"  # continue it: `phasegate resume`
+    APPROVE = "approve"  # an operator approves (or waives) the gate it waits on
+    WAIVE_OR_AMEND = "waive_or_amend"  # a gate failed or the budget ran out: waive the gate or amend the plan
+    RETRY = "retry"  # the phase failed: `resume --retry` runs it again, or amend what made it fail
+    NEW_RUN = "new_run"  # the run cannot go on (a contaminated base model): start a new one
+    NONE = "none"  # nothing: it is complete, or a live controller is running it
+
+
+class StopCause(enum.StrEnum):
+    """How a plain `resume` treats a stopped run, by what stopped it."""
+
+    OUTSIDE = "outside"  # a signal, a full disk, bad input: fixed outside the run, a plain resume continues
+    OPERATOR = "operator"  # a person stopped it on purpose: only `resume --force` undoes that
+    PHASE = "phase"  # the phase or its gate failed: `--retry`, or a waiver or an amendment since the stop
+
+
+# The triggers a plain resume continues after, and the ones an operator gave.
+OUTSIDE_TRIGGERS = frozenset({"signal", "disk_full", "invalid_input"})
+OPERATOR_TRIGGERS = frozenset({"operator_stop"})
+
+
+def stop_cause(trigger: str | None) -> StopCause:
+    """The class of a stop's trigger; a stop without one (an older run's) is treated as from outside."""
+    if trigger is None or trigger in OUTSIDE_TRIGGERS:
+        return StopCause.OUTSIDE
+    return StopCause.OPERATOR if trigger in OPERATOR_TRIGGERS else StopCause.PHASE

@@ -35,6 +35,7 @@ class EventKind(enum.StrEnum):
     EVENTS_DROPPED = "events_dropped"  # warnings and phase events past the per-attempt limits, counted instead
     BUDGET_WARNING = "budget_warning"
     RECOVERED = "recovered"
+    SESSION_AMENDED = "session_amended"  # an operator adopted a new version of the plan (session.vN.toml)
 
 
 # One mark per session state, never colour alone: a stopped run must not look like a finished one.
@@ -66,6 +67,9 @@ _TEXT: dict[str, Render] = {
     EventKind.INVALID_EVENT: lambda p, d: f"! {p}: event refused ({d.get('error')})",
     EventKind.ARTIFACT_REFUSED: lambda p, d: f"! {p}: artifact {d.get('path')} refused ({d.get('error')})",
     EventKind.EVENTS_DROPPED: lambda p, d: _dropped_line(p, d),
+    EventKind.SESSION_AMENDED: lambda p, d: (f"✎ plan amended to v{d.get('version')}: {d.get('reason')}"
+                                             + (f" ({'; '.join(map(str, d.get('changes') or []))})"
+                                                if d.get("changes") else "")),
 }
 
 

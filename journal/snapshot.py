@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,12 +12,16 @@ from typing import Any
 from phasegate.floor.rundir import RunDir, controller_is_live
 from phasegate.floor.states import SessionState, effective_gate_status
 from phasegate.journal.events import EventKind
+from phasegate.journal.next_step import NextStep, approve_command, next_step, waive_command
 from phasegate.journal.records import GateRecord
 from phasegate.journal.sanitize import Mask, clean
 from phasegate.journal.store import Journal
 
 # What a phase's refused events and artifacts count as (the journal's warnings about phase input).
 WARNING_KINDS = (EventKind.INVALID_EVENT, EventKind.ARTIFACT_REFUSED)
+# The version of the `status --json` document (`phasegate schema --status`): raised when a field changes meaning
+# or goes away; new fields do not raise it.
+STATUS_SCHEMA_VERSION = 1
 # Gate evidence is shown whole (the checkpoint cuts its own lines); only secrets and NaN are changed.
 WHOLE = 10**9
 
@@ -115,6 +120,45 @@ class RunSnapshot:
     extras: dict[str, Any] = field(default_factory=dict)
     # Per phase: refused events and artifacts journaled as warnings, and those past the limit dropped.
     input_warnings: dict[str, dict[str, int]] = field(default_factory=dict)
+    stop_trigger: str | None = None  # what stopped it last (the incident's trigger)
+    stop_addressed: bool = False  # an operator waived a gate or amended the plan since that stop
+    amendments: tuple[dict[str, Any], ...] = ()  # every new version of the plan, oldest first
+    now: float | None = None  # when the snapshot was taken
+    # Taken by the run's own controller for a checkpoint: read later, when that controller may be gone.
+    by_controller: bool = False
+
+    @property
+    def plan_version(self) -> int:
+        """1 for the session file the run started with, one more per amendment."""
+        return self.amendments[-1]["version"] if self.amendments else 1
+
+    @property
+    def running(self) -> dict[str, Any] | None:
+        """The phase running now, its attempt and how long it has run (None between phases)."""
+        phase = next((p for p in self.phases if p.state == "running"), None)
+        if phase is None:
+            return None
+        elapsed = None if phase.started_at is None or self.now is None else max(0.0, self.now - phase.started_at)
+        return {"phase": phase.id, "attempt": phase.attempts, "elapsed_s": elapsed}
+
+    @property
+    def next(self) -> NextStep:
+        """What the run needs next (journal/next_step.py)."""
+        return next_step(self)
+
+    @property
+    def waiting_gates(self) -> list[GateView]:
+        """Pending gates no operator has approved yet (an approval counts once the controller next decides it)."""
+        approved = {a["gate_id"] for a in self.operator_actions if a.get("action") == "approved"}
+        return [g for g in self.gates if g.status == "pending" and g.gate_id not in approved]
+
+    @property
+    def pending_gates(self) -> list[dict[str, Any]]:
+        """The gates that wait for an operator, with the commands that decide them."""
+        return [{"gate_id": g.gate_id, "phase": g.phase, "summary": g.summary,
+                 "approve_command": approve_command(self.run_dir, g.gate_id),
+                 "waive_command": waive_command(self.run_dir, g.gate_id)}
+                for g in self.waiting_gates]
 
     @property
     def next_phase(self) -> str | None:
@@ -131,9 +175,13 @@ class RunSnapshot:
 
     def _document(self) -> dict[str, Any]:
         return {
+            "schema_version": STATUS_SCHEMA_VERSION,
             "run_id": self.run_id, "session": self.name, "state": self.state, "reason": self.reason,
             "run_dir": str(self.run_dir), "controller_live": self.controller_live,
             "next_phase": self.next_phase, "resume_command": self.resume_command,
+            "next_action": self.next.to_json(), "pending_gates": self.pending_gates, "running": self.running,
+            "stop_trigger": self.stop_trigger, "plan_version": self.plan_version,
+            "amendments": [{k: v for k, v in a.items() if k != "diff"} | {"ts": iso(a["ts"])} for a in self.amendments],
             "phases": [{"id": p.id, "kind": p.kind, "state": p.state, "attempts": p.attempts,
                         "started_at": iso(p.started_at), "ended_at": iso(p.ended_at),
                         "duration_s": p.duration_s, "progress": list(p.progress) if p.progress else None,
@@ -141,7 +189,7 @@ class RunSnapshot:
             "gates": [asdict(g) for g in self.gates],
             "artifacts": [asdict(a) for a in self.artifacts],
             "metrics": self.metrics,
-            "operator_actions": list(self.operator_actions),
+            "operator_actions": [{**a, "ts": iso(a["ts"])} for a in self.operator_actions],
             "budget": self.budget,
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
             "incident": str(self.incident) if self.incident else None,
@@ -259,6 +307,8 @@ def take_snapshot(run_dir: RunDir, journal: Journal, *, spec_budget: dict[str, f
         gpu = _gpu(conn)
         budget = _budget(conn, spec_budget or {}, gpu.name)
         warnings = _input_warnings(conn)
+        stop = journal.last_stop() if run["state"] == SessionState.STOPPED else None
+        amendments = tuple({**asdict(a)} for a in journal.amendments())
     finally:
         conn.execute("COMMIT")
     return RunSnapshot(
@@ -270,4 +320,6 @@ def take_snapshot(run_dir: RunDir, journal: Journal, *, spec_budget: dict[str, f
         controller_live=controller_is_live(run_dir),
         checkpoint=run_dir.checkpoint if run_dir.checkpoint.exists() else None,
         incident=_latest(run_dir.incidents, "INCIDENT-*.md"), gpu=gpu, input_warnings=warnings,
+        stop_trigger=stop.trigger if stop else None, stop_addressed=bool(stop and stop.addressed),
+        amendments=amendments, now=time.time() if now is None else now,
     )

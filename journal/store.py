@@ -26,6 +26,7 @@ from phasegate.journal.events import EventKind
 from phasegate.journal.intake import MAX_WARNINGS_PER_ATTEMPT as MAX_WARNINGS_PER_ATTEMPT
 from phasegate.journal.intake import Intake
 from phasegate.journal.opening import connect, creating, open_connection
+from phasegate.journal.plan import PlanJournal
 from phasegate.journal.records import (
     AttemptRecord,
     CommandRecord,
@@ -56,7 +57,7 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 
-class Journal:
+class Journal(PlanJournal):
     """Read and write access to one run's state.db; only the controller changes run state.
 
     Every query of phasegate lives here (and in the snapshot and budget readers of this package);
@@ -223,13 +224,17 @@ class Journal:
         row = self._conn.execute("SELECT * FROM run").fetchone()
         return None if row is None else RunRecord.from_row(row)
 
-    def set_session_state(self, target: SessionState, reason: str | None = None) -> None:
-        """Move the session to `target`, refusing transitions the state machine forbids."""
+    def set_session_state(self, target: SessionState, reason: str | None = None, trigger: str | None = None) -> None:
+        """Move the session to `target`, refusing transitions the state machine forbids; a stop keeps its
+        trigger (what a later resume may do depends on it) and leaves no phase running."""
         with self.transaction():
             check_session_transition(self.session_state(), target)
             reason = self._text(reason)
+            if target in (SessionState.STOPPED, SessionState.FAILED):
+                self._settle_phases()
             self._conn.execute("UPDATE run SET state=?, reason=?, updated_at=?", (target, reason, self.clock()))
-            self._event(EventKind.SESSION_STATE, None, {"state": str(target), "reason": reason})
+            scope = {"trigger": trigger} if trigger else {}
+            self._event(EventKind.SESSION_STATE, None, {"state": str(target), "reason": reason, **scope})
 
     # -- phases ------------------------------------------------------------------------------
     def phase(self, phase: str) -> PhaseRecord:

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from phasegate.floor.events import ChildReporter, reporter
+from phasegate.floor.rundir import RunDir
 from phasegate.pipeline.errors import PhaseInputError
 from phasegate.pipeline.model.spec import ModelSpec
 
@@ -43,6 +44,9 @@ class PhaseContext(BaseModel):
         description="The folder of the session file; relative paths start here."
     )
     artifacts_dir: Path = Field(description="Where this phase writes its outputs.")
+    state_dir: Path | None = Field(
+        None, description="Where this phase keeps resumable work across attempts; None outside a session."
+    )
     model: ModelSpec | None = Field(None, description="The session file's [model] table.")
     params: dict[str, Any] = Field(
         default_factory=dict, description="The phase's [phases.with] table."
@@ -70,6 +74,16 @@ class PhaseContext(BaseModel):
             raise PhaseInputError(
                 f"context file {path} is not a valid phase context:\n{error}"
             ) from error
+
+    @property
+    def work_dir(self) -> Path:
+        """Where resumable work (step checkpoints, shards, batches) goes: the state folder.
+
+        Run by hand without one, the phase uses the folder the controller would give it,
+        `RUN_DIR/state/<phase>/`, not its artifact folder: outputs and work stay apart in both cases, and
+        the controller's wipe of the artifact folder at every attempt never takes resumable work with it.
+        """
+        return self.state_dir if self.state_dir is not None else RunDir(self.run_dir).state(self.phase_id)
 
     @property
     def model_base(self) -> Path:

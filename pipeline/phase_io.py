@@ -100,7 +100,7 @@ def prepare_work_dir(batch_dir: Path, fingerprint: str) -> None:
         shutil.rmtree(aside, ignore_errors=True)
         batch_dir.rename(aside)
         print(
-            f"parameters or model changed since the batches in {batch_dir} were written; "
+            f"parameters or model changed since the work in {batch_dir} was done; "
             f"moved them to {aside} and starting over",
             file=sys.stderr,
         )

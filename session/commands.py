@@ -7,17 +7,19 @@ import time
 from phasegate.floor.errors import InvalidInput
 from phasegate.floor.rundir import ControllerLock
 from phasegate.journal.records import CommandRecord
-from phasegate.journal.store import Journal
 from phasegate.session.gating import gate_phases
 from phasegate.session.runs import OpenRun
 
-COMMAND_KINDS = ("stop", "approve", "waive")
+COMMAND_KINDS = ("stop", "approve", "waive", "amend")
 
 
-def apply_command(journal: Journal, command: CommandRecord) -> str:
-    """Apply one queued command to the journal and mark it handled; returns what was done."""
-    args, kind = command.args, command.kind
-    if kind == "approve":
+def apply_command(run: OpenRun, command: CommandRecord, clock=time.time) -> str:
+    """Apply one queued command to the journal and mark it handled; returns what was done. An approval, a
+    waiver or an amendment is a state change: the checkpoint says so at once."""
+    journal, args, kind = run.journal, command.args, command.kind
+    if kind == "amend":
+        result = _amend(run, args)
+    elif kind == "approve":
         journal.record_operator_action(args["gate_id"], "approved", args.get("note") or "", phase=args.get("phase"))
         result = f"approved {args['gate_id']}"
     elif kind == "waive":
@@ -28,7 +30,25 @@ def apply_command(journal: Journal, command: CommandRecord) -> str:
     else:
         result = f"ignored unknown command {kind!r}"
     journal.mark_command_handled(command.id, result)
+    if kind in ("approve", "waive", "amend"):
+        from phasegate.session.reporting import Reporter
+
+        Reporter(run, clock).checkpoint(journal.running_phase(), numbered=False)
     return result
+
+
+def _amend(run: OpenRun, args: dict) -> str:
+    """Adopt an amended plan, checked again against the run as it stands now."""
+    from phasegate.session.amend import adopt, from_text
+
+    try:
+        proposal = from_text(run, args["text"], args["reason"])
+        if proposal.version != args.get("version", proposal.version):
+            raise InvalidInput("the plan was amended by someone else meanwhile; amend again from the new version")
+        path = adopt(run, proposal)
+    except InvalidInput as exc:
+        return f"refused: {exc}"
+    return f"amended: plan v{proposal.version} ({path.name})"
 
 
 def submit(run: OpenRun, kind: str, args: dict, *, wait_s: float = 10.0, clock=time.time) -> tuple[str, bool]:
@@ -62,7 +82,7 @@ def _apply_without_controller(run: OpenRun, command_id: int, clock) -> tuple[str
             return command.result, True
         if command.kind == "stop":
             return _stop_here(run, command, clock), False
-        return apply_command(run.journal, command), False
+        return apply_command(run, command, clock), False
     finally:
         lock.release()
 
@@ -79,7 +99,7 @@ def _stop_here(run: OpenRun, command: CommandRecord, clock) -> str:
     if state in (SessionState.COMPLETED, SessionState.STOPPED):
         result = f"the run is already {state}; nothing to stop"
     else:
-        run.journal.set_session_state(SessionState.STOPPED, f"operator stop: {reason}")
+        run.journal.set_session_state(SessionState.STOPPED, f"operator stop: {reason}", "operator_stop")
         reporter = Reporter(run, clock)
         reporter.incident("operator_stop", None, None, {"reason": reason})
         reporter.checkpoint(None)

@@ -7,17 +7,16 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from phasegate.floor.errors import ExitCode, InvalidInput, RunDirError
 from phasegate.floor.events import (
     EARLY_STOP_EXIT,
     ChildEvent,
-    StopEvent,
 )
 from phasegate.floor.faults import child_faults, crash_point
 from phasegate.floor.processes import StopSignal, owning_processes, stop_signal
+from phasegate.floor.reporter_path import reporter_env
 from phasegate.floor.states import PhaseState, Route, SessionState
 from phasegate.journal.events import EventKind
 from phasegate.journal.store import STORAGE_ERRORS, is_disk_full
@@ -35,9 +34,11 @@ from phasegate.session.gating import (
     recheck_gates,
 )
 from phasegate.session.gpu import GpuReader, default_reader
+from phasegate.session.outcomes import PhaseOutcome, early_stop, interrupted, out_of_memory
 from phasegate.session.phase_events import PhaseEvents
-from phasegate.session.phase_inputs import PhaseInputs, hourly_rate, input_hash, session_redactor
+from phasegate.session.phase_inputs import PhaseInputs, hourly_rate, session_redactor
 from phasegate.session.reporting import Reporter
+from phasegate.session.resuming import may_continue, resumable_attempt
 from phasegate.session.runner import (
     ChildExit,
     Interruption,
@@ -52,15 +53,6 @@ from phasegate.session.spec import PhaseSpec
 from phasegate.session.watchdog import Watchdog
 
 Listener = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class PhaseOutcome:
-    route: Route
-    reason: str | None = None
-    trigger: str | None = None
-    attempt: int | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 class Controller:
@@ -88,8 +80,11 @@ class Controller:
         self._commands_seen = self.journal.last_command_id()
 
     # -- public ------------------------------------------------------------------------------
-    def execute(self) -> ExitCode:
-        """Run (or resume) the session; returns the exit code for the process."""
+    def execute(self, *, retry: bool = False, force: bool = False) -> ExitCode:
+        """Run (or resume) the session; returns the exit code for the process. A stop the phase caused needs
+        `retry` (or a waiver or an amendment since), one an operator made needs `force` (session/resuming.py)."""
+        self._retry = retry
+        self._force = force
         from phasegate.floor.rundir import ControllerLock
 
         lock = ControllerLock(self.run.run_dir)
@@ -132,12 +127,11 @@ class Controller:
         if self.journal.session_state() == SessionState.COMPLETED:
             self._publish()
             return ExitCode.COMPLETED
+        may_continue(self.reporter.report_snapshot(), retry=self._retry, force=self._force)
         self.meter.bill_pause(released=self.run.loaded.spec.session.release_when_paused)
         self.journal.set_session_state(SessionState.RUNNING)
         self._publish()
-        for phase in self.run.loaded.spec.phases:
-            if self.journal.phase_state(phase.id) == PhaseState.PASSED:
-                continue
+        while (phase := self._next_phase()) is not None:
             outcome = self._run_phase(phase)
             if outcome.route is Route.STOP:
                 return self._stop(phase, outcome)
@@ -149,9 +143,15 @@ class Controller:
         self._publish()
         return ExitCode.COMPLETED
 
+    def _next_phase(self) -> PhaseSpec | None:
+        """The first phase of the plan as it stands now (amendments apply at phase boundaries) not yet passed."""
+        return next((p for p in self.run.loaded.spec.phases if self.journal.phase_state(p.id) != PhaseState.PASSED),
+                    None)
+
     def _run_phase(self, phase: PhaseSpec) -> PhaseOutcome:
         failures = 0
-        resumed = self.journal.exited_attempt(phase.id)
+        resumed = resumable_attempt(self.journal, phase.id, self.inputs.definition_key(phase), retry=self._retry)
+        self._retry = False  # a retry is the first phase's left to run (the one that failed), never a later one's
         while True:
             if (stop := self._stop_requested()) is not None:
                 return PhaseOutcome(Route.STOP, f"operator stop: {stop}", "operator_stop")
@@ -167,11 +167,11 @@ class Controller:
                     return PhaseOutcome(Route.PAUSE, f"waiting for an operator on {pre.pending[0][0]}")
                 attempt, exit = self._attempt(phase)
                 if exit.interrupted is not None:
-                    return self._interrupted(phase, attempt, exit)
+                    return interrupted(self.journal, phase, attempt, exit, self.watchdog.evidence)
                 if exit.exit_code == EARLY_STOP_EXIT:
-                    return self._early_stop(phase, attempt)
+                    return early_stop(self.journal, phase, attempt, self._events.stop_request)
                 if not exit.succeeded and self._oom_line:
-                    return self._out_of_memory(phase, attempt, exit)
+                    return out_of_memory(self.journal, phase, attempt, exit, self._oom_line)
                 if not exit.succeeded:
                     failures += 1
                     reason = f"exit code {exit.exit_code}" if exit.signal is None else f"killed by signal {exit.signal}"
@@ -216,7 +216,7 @@ class Controller:
         values = self.inputs.placeholders(phase, artifacts)
         argv = self.inputs.argv(phase, values)
         params = self.inputs.params(phase)
-        attempt = self.journal.begin_attempt(phase.id, input_hash(argv, phase, params, self.run.loaded.sha256))
+        attempt = self.journal.begin_attempt(phase.id, self.inputs.definition_key(phase))
         self._publish()
         crash_point("after_intent")
         fresh_folder(artifacts)  # every attempt starts from a clean state (a link left in its place is removed)
@@ -226,6 +226,7 @@ class Controller:
         env = {**inherited, **phase.env, "PHASEGATE_RUN_DIR": str(self.run.run_dir.root),
                "PHASEGATE_PHASE": phase.id, "PHASEGATE_ATTEMPT": str(attempt), "PHASEGATE_ARTIFACTS": str(artifacts),
                "PHASEGATE_STATE_DIR": str(state), "PHASEGATE_PARAMS": json.dumps(params, sort_keys=True, default=str)}
+        env |= reporter_env(env.get("PYTHONPATH"))  # `import phasegate_reporter` works from any python
         try:
             child = spawn(argv, cwd=self.run.session_dir, env=env, log_path=self.run.run_dir.log(phase.id),
                           redact=self.redactor.redact, tag=attempt_tag(self.run.run_dir.root, phase.id, attempt))
@@ -233,6 +234,7 @@ class Controller:
             raise InvalidInput(f"phase {phase.id!r} cannot start: {argv[0]}: {exc.strerror or exc}; fix it, then "
                                f"continue with `phasegate resume {self.run.run_dir.root}`") from None
         self.journal.attempt_spawned(phase.id, attempt, child.pid, child.start_time)
+        self.reporter.checkpoint(phase.id, numbered=False)  # after a crash from here on, it says what was running
         crash_point("after_spawn")
         self.watchdog.start(phase, child.pid)
         exit = child.wait(self._on_event,
@@ -246,32 +248,6 @@ class Controller:
             self.journal.mark_exited(phase.id, attempt, 0, self.reporter.durable_artifacts(artifacts, self._events.artifact_paths))
         self._publish()
         return attempt, exit
-
-    def _early_stop(self, phase: PhaseSpec, attempt: int) -> PhaseOutcome:
-        """The phase asked to stop the session (contamination, say): no retry, its evidence in the incident."""
-        request = self._events.stop_request or StopEvent()  # an exit code without a stop event: still a stop
-        trigger = request.trigger or "early_stop"
-        summary = request.summary or f"phase {phase.id} exited with {int(EARLY_STOP_EXIT)} (early stop)"
-        self.journal.finish_attempt(phase.id, attempt, passed=False, exit_code=EARLY_STOP_EXIT,
-                                    reason=f"early stop ({trigger}): {summary}")
-        return PhaseOutcome(Route.STOP, f"early stop ({trigger}) in {phase.id}: {summary}", trigger, attempt,
-                            dict(request.evidence))
-
-    def _out_of_memory(self, phase: PhaseSpec, attempt: int, exit: ChildExit) -> PhaseOutcome:
-        """A CUDA OOM in the phase's output: stop early (a retry would hit the same wall)."""
-        reason = f"oom: CUDA out of memory in {phase.id} (exit code {exit.exit_code})"
-        self.journal.finish_attempt(phase.id, attempt, passed=False, exit_code=exit.exit_code, reason=reason)
-        return PhaseOutcome(Route.STOP, reason, "oom", attempt, {"log_line": self._oom_line,
-                                                                  "exit_code": exit.exit_code})
-
-    def _interrupted(self, phase: PhaseSpec, attempt: int, exit: ChildExit) -> PhaseOutcome:
-        """Phasegate ended the child (timeout, operator stop, watchdog): stop with its trigger."""
-        stop = exit.interruption
-        self.journal.finish_attempt(phase.id, attempt, passed=False, exit_code=exit.exit_code, reason=stop.reason)
-        reason = stop.reason
-        if stop.trigger is Trigger.TIMEOUT:
-            reason = f"phase {phase.id} timed out after {phase.timeout_s} s"
-        return PhaseOutcome(Route.STOP, reason, str(stop.trigger), attempt, dict(self.watchdog.evidence))
 
     # -- child events and ticks ----------------------------------------------------------------
     def _on_event(self, event: ChildEvent) -> None:
@@ -296,15 +272,26 @@ class Controller:
         if (signum := stop_signal()) is not None:
             raise StopSignal(signum)
         for command in self.journal.pending_commands():
-            apply_command(self.journal, command)
+            apply_command(self.run, command, self.clock)
+            if command.kind == "amend":
+                self._adopt_plan()
             self._publish()
             if command.kind == "stop":
                 return command.args.get("reason") or "no reason given"
         return None
 
+    def _adopt_plan(self) -> None:
+        """An amended plan: its session limits (budget, rate, watchdog) count at once, its phases from the next
+        phase boundary on (the running phase keeps the definition it started with)."""
+        spec = self.run.loaded.spec
+        self.redactor = session_redactor(spec, self.base_env)
+        self.journal.redactor = self.redactor
+        self.watchdog.info = spec.session
+        self.meter.rate = hourly_rate(spec.session, self.watchdog.reader)
+
     def _stop(self, phase: PhaseSpec, outcome: PhaseOutcome) -> ExitCode:
         self.meter.tick(phase.id, force=True)
-        self.journal.set_session_state(SessionState.STOPPED, outcome.reason)
+        self.journal.set_session_state(SessionState.STOPPED, outcome.reason, outcome.trigger or "stopped")
         self.reporter.incident(outcome.trigger or "stopped", phase.id, outcome.attempt,
                                {"reason": outcome.reason, **outcome.evidence})
         self.reporter.checkpoint(phase.id)
@@ -317,7 +304,7 @@ class Controller:
         phase_id = self.journal.running_phase()
         name = signal.Signals(signum).name
         self.meter.tick(phase_id, force=True)
-        self.journal.set_session_state(SessionState.STOPPED, f"stopped by {name}")
+        self.journal.set_session_state(SessionState.STOPPED, f"stopped by {name}", str(Trigger.SIGNAL))
         self.reporter.incident(str(Trigger.SIGNAL), phase_id, None, {"reason": f"stopped by {name}", "signal": name})
         self.reporter.checkpoint(phase_id)
         self._publish()
@@ -342,7 +329,7 @@ class Controller:
         """Leave a run stopped by bad input resumable once it is fixed; the error itself is the message."""
         try:
             if self.journal.session_state() == SessionState.RUNNING:
-                self.journal.set_session_state(SessionState.STOPPED, str(exc))
+                self.journal.set_session_state(SessionState.STOPPED, str(exc), "invalid_input")
                 self.reporter.checkpoint(self.journal.running_phase())
         except Exception:  # noqa: BLE001 - a damaged journal: the input error is still the message that matters
             pass
@@ -365,6 +352,8 @@ class Controller:
         for open_attempt in open_attempts:
             clear_folder(self.run.run_dir.artifacts(open_attempt.phase))
             self.journal.discard_attempt(open_attempt.phase, open_attempt.attempt, "interrupted by a controller crash")
+        if open_attempts:  # the checkpoint stops naming a phase as running
+            self.reporter.checkpoint(open_attempts[0].phase, numbered=False)
 
     # -- helpers -----------------------------------------------------------------------------
     def _gates(self, phase: PhaseSpec, stage: str, attempt: int) -> StageOutcome:
@@ -380,8 +369,12 @@ class Controller:
             lambda gate, n: gate_context(gate, n, session_dir=self.run.session_dir, run_dir=root,
                                          history=self.inputs.history(phase, n) if gate.gate.needs_history else {},
                                          **services),
-            on_decided=self._publish,
+            on_decided=lambda: self._gate_decided(phase),
         )
+
+    def _gate_decided(self, phase: PhaseSpec) -> None:
+        self.reporter.checkpoint(phase.id, numbered=False)  # a gate's result is a state change
+        self._publish()
 
     def _last_seq(self) -> int:
         return self.journal.last_event_seq()

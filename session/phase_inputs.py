@@ -25,12 +25,13 @@ from phasegate.session.spec import PhaseSpec, SessionSpec, expand
 from phasegate.session.state_dir import prepare_state_folder, state_key
 
 
-def session_redactor(spec: SessionSpec, env: dict[str, str]) -> Redactor:
+def session_redactor(spec: SessionSpec, env: dict[str, str], *more: SessionSpec) -> Redactor:
     """A redactor of the environment's secrets, the session file's `env` and `with` tables' and the values of
-    secret-named options in its command lines (`--token X`)."""
-    tables = [*(phase.env for phase in spec.phases), *(phase.params for phase in spec.phases)]
-    argvs = [*(phase.run for phase in spec.phases),
-             *([*(reviewer.command or []), *reviewer.extra_args] for reviewer in spec.reviewers.values())]
+    secret-named options in its command lines (`--token X`); `more` adds other versions of the plan."""
+    specs = (spec, *more)
+    tables = [*(phase.env for s in specs for phase in s.phases), *(phase.params for s in specs for phase in s.phases)]
+    argvs = [*(phase.run for s in specs for phase in s.phases),
+             *([*(reviewer.command or []), *reviewer.extra_args] for s in specs for reviewer in s.reviewers.values())]
     return Redactor(env, extra=tables, argvs=argvs)
 
 
@@ -39,8 +40,12 @@ class PhaseInputs:
 
     def __init__(self, run: OpenRun, reporter: Reporter) -> None:
         self.run = run
-        self.spec = run.loaded.spec
         self.reporter = reporter
+
+    @property
+    def spec(self) -> SessionSpec:
+        """The plan as it stands (an amendment replaces it between phases)."""
+        return self.run.loaded.spec
 
     def params(self, phase: PhaseSpec) -> dict[str, Any]:
         """The phase's `[phases.with]` table with any reviewer-accepted changes applied."""
@@ -86,6 +91,10 @@ class PhaseInputs:
                               session_dir=self.run.session_dir, state=self.run.run_dir.state(phase.id))
         return {name: str(value) for name, value in values._asdict().items()}
 
+    def definition_key(self, phase: PhaseSpec) -> str:
+        """The key of what the phase's next attempt would be made from (see `definition_key`)."""
+        return definition_key(phase, self.params(phase))
+
     def state_folder(self, phase: PhaseSpec, argv: list[str], params: dict[str, Any], clock) -> Path:
         """The phase's state folder, ready for this attempt; older state made from other inputs is moved aside."""
         folder = self.run.run_dir.state(phase.id)
@@ -110,6 +119,7 @@ class PhaseInputs:
         spec = self.spec
         context = {"phase_id": phase.id, "kind": phase.kind, "run_dir": values["run_dir"],
                    "session_dir": values["session_dir"], "artifacts_dir": values["artifacts"],
+                   "state_dir": values["state"],  # resumable work kept across attempts
                    "attempt": self.run.journal.phase(phase.id).attempts + 1, "seed": spec.session.seed,
                    "params": self.params(phase),
                    "model": spec.model.model_dump() if spec.model else None,
@@ -219,8 +229,10 @@ def hourly_rate(info, reader: GpuReader) -> float | None:
     return next((price for name in names if (price := price_for(name)) is not None), None)
 
 
-def input_hash(argv: list[str], phase: PhaseSpec, params: dict[str, Any], spec_sha256: str) -> str:
-    """The key of an attempt's inputs, so a repeat of the same work is recognisable."""
-    payload = json.dumps({"argv": argv, "env": phase.env, "params": params, "spec": spec_sha256}, sort_keys=True,
+def definition_key(phase: PhaseSpec, params: dict[str, Any]) -> str:
+    """What an attempt's outputs depend on in the plan: its kind, command, environment and parameters (not its
+    gates, retries or time limit). An amendment that changes it makes the phase run anew; one that changes only
+    its gates lets the gates decide the attempt that already ran."""
+    payload = json.dumps({"kind": phase.kind, "run": phase.run, "env": phase.env, "params": params}, sort_keys=True,
                          default=str)
     return hashlib.sha256(payload.encode()).hexdigest()

@@ -1,9 +1,10 @@
-"""Front ends without a screen: the headless JSON-lines printer and a plain human log."""
+"""Front ends without a screen: the headless JSON-lines printer, its quiet filter and a plain human log."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -27,6 +28,36 @@ def json_lines_printer(stream: TextIO = sys.stdout, redactor: Redactor | None = 
         stream.flush()
 
     return emit
+
+
+# What `--quiet` keeps of the stream: every change of state an agent acts on, nothing a phase says as it works.
+QUIET_KINDS = frozenset({
+    EventKind.RUN_CREATED, EventKind.SESSION_STATE, EventKind.PHASE_STARTED, EventKind.PHASE_FINISHED,
+    EventKind.PHASE_BLOCKED, EventKind.ATTEMPT_DISCARDED, EventKind.GATE_DECIDED, EventKind.GATE_APPROVED,
+    EventKind.GATE_WAIVED, EventKind.PARAMS_CHANGED, EventKind.SESSION_AMENDED, EventKind.EARLY_STOP_REQUESTED,
+    EventKind.BUDGET_WARNING, EventKind.INCIDENT_WRITTEN, EventKind.CHECKPOINT_WRITTEN, EventKind.RECOVERED,
+})
+PROGRESS_EVERY_S = 30.0
+
+
+def quiet_printer(emit: Callable[[dict[str, Any]], None], *, progress_every: float = PROGRESS_EVERY_S):
+    """`emit` for the QUIET_KINDS only, and for a phase's progress at most once every `progress_every` seconds
+    of journal time (metrics, log lines and warnings stay in the journal)."""
+    shown_at: dict[str | None, float] = {}  # per phase: when its last progress was shown
+
+    def filtered(event: dict[str, Any]) -> None:
+        if event["type"] == EventKind.PROGRESS:
+            last = shown_at.get(event["phase"])
+            if last is not None and event["ts"] - last < progress_every:
+                return
+            shown_at[event["phase"]] = event["ts"]
+        elif event["type"] not in QUIET_KINDS:
+            return
+        elif event["type"] == EventKind.PHASE_STARTED:  # a new attempt shows its first progress at once
+            shown_at.pop(event["phase"], None)
+        emit(event)
+
+    return filtered
 
 
 # The kinds a terminal log shows (the UI's feed shows more); their text is the journal's own.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass, replace
@@ -11,6 +12,7 @@ import yaml
 
 from phasegate.floor.durable import sha256_file
 from phasegate.floor.errors import RunDirError
+from phasegate.floor.reading import read_regular_file
 from phasegate.floor.rundir import RunDir, resolved
 from phasegate.journal.events import EventKind
 from phasegate.session.artifacts import Refused, opened, refusal
@@ -36,6 +38,7 @@ class RecoveryPlan:
     completed: tuple[str, ...]
     artifacts: tuple[ArtifactCheck, ...]
     session_dir: Path | None = None
+    plan_version: int = 1  # the version of the plan the checkpoint was written under (an amended run's)
 
     @property
     def recoverable(self) -> tuple[str, ...]:
@@ -70,23 +73,44 @@ def _check(run_dir: RunDir, record: object) -> ArtifactCheck | None:
     return ArtifactCheck(record["phase"], path, digest, "ok" if same else "changed")
 
 
+MAX_LIST_BYTES = 64 << 20
+
+
+def _artifact_records(run_dir: RunDir, listed: object) -> list:
+    """The artifacts a checkpoint names: listed inline (older runs), or in the list file it points to, which is
+    read only from inside the run folder."""
+    if isinstance(listed, list):
+        return listed
+    if not isinstance(listed, dict) or not isinstance(listed.get("list"), str):
+        return []
+    path = run_dir.root / listed["list"]
+    if refusal(path, run_dir.checkpoints) is not None:
+        return []
+    try:
+        records = json.loads(read_regular_file(path, max_bytes=MAX_LIST_BYTES))
+    except (OSError, ValueError):
+        return []
+    return records if isinstance(records, list) else []
+
+
 def plan_recovery(root: Path) -> RecoveryPlan:
     """Read the newest checkpoint that lists its work and verify every artifact it names."""
     run_dir = RunDir(resolved(Path(root)))  # a loop of links is exit 2, not a crash
     candidates = sorted(run_dir.checkpoints.glob("*.md"), reverse=True) + [run_dir.checkpoint]
     for checkpoint in candidates:
         if checkpoint.exists() and "completed_phases" in (data := _front_matter(checkpoint)):
-            listed = data.get("artifacts")
+            listed = _artifact_records(run_dir, data.get("artifacts"))
             checks = tuple(c for a in (listed if isinstance(listed, list) else []) if (c := _check(run_dir, a)))
             session_dir = Path(data["session_dir"]) if data.get("session_dir") else None
-            return RecoveryPlan(run_dir, checkpoint, tuple(data["completed_phases"]), checks, session_dir)
+            version = data.get("plan_version") if isinstance(data.get("plan_version"), int) else 1
+            return RecoveryPlan(run_dir, checkpoint, tuple(data["completed_phases"]), checks, session_dir, version)
     raise RunDirError(f"{run_dir.root}: no checkpoint lists completed work; nothing can be recovered, "
                       f"start the session again with `phasegate run {run_dir.spec}`")
 
 
 def recover_into(plan: RecoveryPlan, target: Path) -> OpenRun:
     """A new run from the frozen session file, with the recoverable phases imported as passed."""
-    frozen = load_spec(plan.run_dir.spec)
+    frozen = load_spec(plan.run_dir.plan(plan.plan_version))  # the plan as amended when the checkpoint was written
     if plan.session_dir is not None:  # relative paths and phase commands resolve where the session file was
         frozen = replace(frozen, path=plan.session_dir / "session.toml")
     run = create_run(frozen, target)

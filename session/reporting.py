@@ -6,11 +6,17 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from phasegate.checkpoints.render import render_checkpoint, render_incident
+from phasegate.checkpoints.render import (
+    ARTIFACT_LIST,
+    artifact_list,
+    render_checkpoint,
+    render_incident,
+)
 from phasegate.floor.durable import atomic_write_text, fsync_dir
 from phasegate.floor.errors import DiskFull
 from phasegate.floor.rundir import utc_stamp
@@ -58,16 +64,27 @@ class Reporter:
     def snapshot(self) -> RunSnapshot:
         return take_snapshot(self.run.run_dir, self.run.journal, spec_budget=self.run.spec_budget, now=self.clock())
 
-    def checkpoint(self, phase_id: str | None) -> Path:
-        """Write checkpoints/NN-<phase>.md and CHECKPOINT.md for the current state."""
-        text = render_checkpoint(self.snapshot(), self.run.journal.redactor)
+    def report_snapshot(self) -> RunSnapshot:
+        """The snapshot a checkpoint or an incident is rendered from: read later, when this controller may be gone
+        (so it never says "a live controller runs it")."""
+        return replace(self.snapshot(), controller_live=False, by_controller=True)
+
+    def checkpoint(self, phase_id: str | None, *, numbered: bool = True) -> Path:
+        """Rewrite CHECKPOINT.md for the current state, atomically; at a phase's end, a stop or a pause also keep
+        a numbered copy in checkpoints/NN-<phase>.md. The full artifact list goes to checkpoints/artifacts.json
+        first, so the checkpoint never names a list older than itself."""
+        snapshot = self.report_snapshot()
+        text = render_checkpoint(snapshot, self.run.journal.redactor)
         folder = self.run.run_dir.checkpoints
         folder.mkdir(exist_ok=True)
+        # Private like the logs: a checkpoint quotes what phases said.
+        atomic_write_text(self.run.run_dir.root / ARTIFACT_LIST, artifact_list(snapshot), mode=0o600)
+        atomic_write_text(self.run.run_dir.checkpoint, text, mode=0o600)
+        if not numbered:  # a rewrite between phase boundaries: the state change itself is the journal's event
+            return self.run.run_dir.checkpoint
         number = len(list(folder.glob("*.md"))) + 1
         path = folder / f"{number:02d}-{phase_id or self.run.journal.session_state()}.md"
-        # Private like the logs: a checkpoint quotes what phases said.
         atomic_write_text(path, text, mode=0o600)
-        atomic_write_text(self.run.run_dir.checkpoint, text, mode=0o600)
         self.run.journal.append_event(EventKind.CHECKPOINT_WRITTEN, phase_id, {"path": str(path)})
         return path
 
@@ -89,7 +106,7 @@ class Reporter:
             n += 1
             path = path.with_name(f"INCIDENT-{utc_stamp(datetime.fromtimestamp(now, UTC))}-{n}.md")
         log_tail = tail_lines(self.run.run_dir.log(phase_id)) if phase_id else []
-        text = render_incident(self.snapshot(), trigger=trigger, phase=phase_id, attempt=attempt,
+        text = render_incident(self.report_snapshot(), trigger=trigger, phase=phase_id, attempt=attempt,
                                evidence=evidence, log_tail=log_tail, now=now, timeline=self.timeline(phase_id),
                                redactor=self.run.journal.redactor)
         atomic_write_text(path, text, mode=0o600)
@@ -100,7 +117,7 @@ class Reporter:
         """Stop safely on a full disk: journal the stop if possible, and write the incident where there is room."""
         reason = f"disk full: {exc}"
         try:
-            self.run.journal.set_session_state(SessionState.STOPPED, reason)
+            self.run.journal.set_session_state(SessionState.STOPPED, reason, "disk_full")
         except Exception:  # noqa: BLE001 - the journal's disk is the full one; resume reconciles later
             pass
         try:

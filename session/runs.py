@@ -139,10 +139,12 @@ def open_run(root: Path, *, clock=time.time) -> OpenRun:
     if run is None:
         raise JournalError(f"{folder.db}: the journal has no run row; it was cut short while the run was created. "
                            f"Start the session again with `phasegate run`")
-    frozen = load_spec(folder.spec)
+    plan = folder.plan(journal.plan_version())  # the session file, or its newest amended version
+    frozen = load_spec(plan)
     if frozen.sha256 != run.spec_sha256:
-        raise RunDirError(f"{folder.spec}: the frozen session file was edited after the run started "
-                          f"(sha256 differs from the journal); restore it or start a new run")
+        raise RunDirError(f"{plan}: the frozen session file was edited after the run started "
+                          f"(sha256 differs from the journal); restore it, change the plan with "
+                          f"`phasegate amend {folder.root}`, or start a new run")
     _check_against_checkpoint(folder, journal)
     original = LoadedSpec(spec=frozen.spec, path=run.spec_path, text=frozen.text, sha256=frozen.sha256)
     return OpenRun(folder, journal, original)

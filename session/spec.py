@@ -18,7 +18,7 @@ from phasegate.floor.reading import read_regular_file
 from phasegate.floor.rundir import PLACEHOLDER_NAMES
 from phasegate.pipeline.model.spec import ModelSpec
 from phasegate.reviews.config import ReviewerSpec
-from phasegate.session.spec_errors import describe_problem, describe_validation_error
+from phasegate.session.spec_errors import closest, describe_problem, describe_validation_error
 
 if TYPE_CHECKING:
     from phasegate.gates.base import Gate
@@ -127,11 +127,25 @@ class PhaseSpec(_Strict):
     @field_validator("env")
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        for key in env:
+        for key, value in env.items():
             if not ENV_KEY_PATTERN.match(key):
                 raise ValueError(f"environment variable name {key!r} is not valid; use letters, digits and `_`, "
                                  "not starting with a digit (no `=`)")
+            check_unfilled(value, f"env {key} = {value!r}")
         return env
+
+    @field_validator("params")
+    @classmethod
+    def _params_unfilled(cls, params: dict[str, Any]) -> dict[str, Any]:
+        stack: list[tuple[str, Any]] = [(key, value) for key, value in params.items()]
+        while stack:  # a loop: `first_bad_value` bounds the depth, but a loop needs no bound
+            where, value = stack.pop()
+            if isinstance(value, str):
+                check_unfilled(value, f"with.{where} = {value!r}")
+            elif isinstance(value, dict | list):
+                stack.extend((f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]", child)
+                             for key, child in (value.items() if isinstance(value, dict) else enumerate(value)))
+        return params
 
     @model_validator(mode="after")
     def _run_matches_kind(self) -> PhaseSpec:
@@ -187,10 +201,34 @@ def check_placeholders(arg: str) -> None:
     for name, spec, conv in fields:
         if name not in PLACEHOLDERS:
             known = ", ".join("{" + k + "}" for k in PLACEHOLDERS)
-            raise ValueError(f"{arg!r} uses unknown placeholder {{{name}}}; known placeholders: {known}; "
-                             f"{LITERAL_BRACE_HELP}")
+            guess = closest(name, list(PLACEHOLDERS))
+            raise ValueError(f"{arg!r} uses unknown placeholder {{{name}}}"
+                             + (f" (did you mean {{{guess}}}?)" if guess else "")
+                             + f"; known placeholders: {known}; {LITERAL_BRACE_HELP}")
         if spec or conv:
             raise ValueError(f"{arg!r}: placeholder {{{name}}} takes no format spec or conversion; write {{{name}}}")
+
+
+UNFILLED_HELP = ("the placeholders (" + ", ".join("{" + k + "}" for k in PLACEHOLDERS) + ") are filled only in "
+                 "`run` and in gate paths; a command phase finds its folders in the environment variables "
+                 "PHASEGATE_ARTIFACTS, PHASEGATE_STATE_DIR and PHASEGATE_RUN_DIR, or pass the placeholder as an "
+                 "argument in `run`")
+
+
+def check_unfilled(value: str, what: str) -> None:
+    """Raise ValueError when a value phasegate passes as written (`env`, `with`) uses what looks like a placeholder:
+    it would reach the phase as the literal text `{artifacts}`."""
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(value) if name]
+    except ValueError:  # braces that are no placeholder at all (a JSON fragment): passed as written
+        return
+    for name, spec, conv in fields:
+        base = re.split(r"[.\[]", name, maxsplit=1)[0]
+        guess = base if base in PLACEHOLDERS else closest(base, list(PLACEHOLDERS))
+        if guess:
+            written = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+            looks = written + ("" if written == f"{{{guess}}}" else f" (the placeholder {{{guess}}}?)")
+            raise ValueError(f"{what}: {looks} is passed as written, not filled in: {UNFILLED_HELP}")
 
 
 def expand(arg: str, values: dict[str, str]) -> str:
@@ -236,7 +274,7 @@ def load_spec(path: Path, *, display_path: Path | None = None) -> LoadedSpec:
     try:
         spec = SessionSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(describe_validation_error(exc, text, str(shown))) from None
+        raise SpecError(describe_validation_error(exc, text, str(shown), model=SessionSpec, data=data)) from None
     _check_gates(spec, text, str(shown))
     # The hash of the text as the run folder freezes it, so that the frozen copy always matches the journal.
     return LoadedSpec(spec=spec, path=path.resolve(), text=text, sha256=hashlib.sha256(text.encode()).hexdigest())
@@ -286,13 +324,29 @@ def first_bad_value(data: Any) -> tuple[tuple[str | int, ...], str] | None:
 def _check_gates(spec: SessionSpec, text: str, shown: str) -> None:
     """Refuse a gate whose kind or options did not parse against the gate registry."""
     from phasegate.gates import InvalidGate
-    from phasegate.session.spec_errors import locate_line
 
     for p_index, phase in enumerate(spec.phases):
         for table in ("pre_gates", "gates"):
             for g_index, gate in enumerate(getattr(phase, table)):
                 if isinstance(gate.gate, InvalidGate):
-                    loc = ("phases", p_index, table, g_index)
-                    line = locate_line(text, loc)
-                    where = f"{shown} line {line}" if line else shown
-                    raise SpecError(f"{where}: phases[{p_index}].{table}[{g_index}] ({gate.kind}): {gate.gate.error}")
+                    raise SpecError(_gate_problem(phase, gate, ("phases", p_index, table, g_index), text, shown))
+
+
+def _gate_problem(phase: PhaseSpec, gate: GateSpec, loc: tuple[str | int, ...], text: str, shown: str) -> str:
+    """What is wrong with a gate declaration, at the line of the key that is wrong when pydantic can tell."""
+    from phasegate.gates import GATE_KINDS, GATE_OPTION_MODELS
+
+    if gate.kind not in GATE_KINDS:
+        guess = closest(gate.kind, sorted(GATE_KINDS))
+        return describe_problem(text, shown, (*loc, "kind"), f"unknown gate kind {gate.kind!r}; "
+                                + (f"did you mean {guess!r}? " if guess else "") + f"known kinds: {', '.join(sorted(GATE_KINDS))}",
+                                about=f"phase {phase.id!r}")
+    model = GATE_OPTION_MODELS.get(gate.kind)
+    try:
+        if model is not None:
+            model.model_validate(gate.options)
+    except ValidationError as exc:
+        return describe_validation_error(exc, text, shown, model=model, prefix=loc, extra_keys=("id", "kind"),
+                                         about=f"phase {phase.id!r}, {gate.kind} gate")
+    # The kind checks more than its model: its own words then.
+    return describe_problem(text, shown, loc, str(gate.gate.error), about=f"phase {phase.id!r}, {gate.kind} gate")

@@ -42,6 +42,7 @@ from textual.widgets import DataTable
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from phasegate.floor.errors import PhasegateError
+from phasegate.floor.states import NextAction
 from phasegate.journal.snapshot import GateView
 from phasegate.tui.format import approved_gates
 from phasegate.tui.messages import CommandDone, ReaderTrouble, TextLoaded, ViewSampled
@@ -63,6 +64,8 @@ from phasegate.tui.widgets.timeline import Timeline
 MODES = ("watch", "run")
 MAX_REDRAWS_PER_S = 4
 POLL_S = 0.1  # a poll is one `PRAGMA data_version` query when nothing changed
+# What a stopped run needs before `r` can resume it: a waiver, an amendment or an explicit retry.
+DECISIONS_BEFORE_RESUME = frozenset({NextAction.RETRY, NextAction.WAIVE_OR_AMEND, NextAction.NEW_RUN})
 OPERATOR_ACTIONS = {"stop", "approve", "waive", "resume", "review", "checkpoint", "incident"}
 
 
@@ -237,6 +240,10 @@ class PhasegateApp(App[str]):
             self._command("waive", partial(self.operator.waive, gate_id, reason))
 
     def action_resume(self) -> None:
+        step = self.view.snapshot.next if self.view is not None else None
+        if step is not None and step.action in DECISIONS_BEFORE_RESUME:  # a plain resume would not run: say why
+            self.notify(f"{step.reason}\n" + "\n".join(step.commands), title=f"next: {step.action}", timeout=30)
+            return
         self._command("resume", self.operator.resume)
 
     def action_review(self) -> None:

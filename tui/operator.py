@@ -13,13 +13,18 @@ from pathlib import Path
 from phasegate.floor.rundir import controller_is_live
 from phasegate.session.commands import stop_idle_run, submit
 from phasegate.session.runs import open_run
-from phasegate.tui.controller_process import spawn_controller
+from phasegate.tui.controller_process import controller_argv, spawn_controller
+
+
+def spawn_for_a_person(run_dir: Path) -> subprocess.Popen:
+    """The controller a person starts with `r`: they may undo an operator's stop (`resume --force`)."""
+    return spawn_controller(run_dir, argv=[*controller_argv(Path(run_dir).resolve()), "--force"])
 
 
 class Operator:
     """Writes stop, approve and waive commands for one run and starts its headless controller."""
 
-    def __init__(self, run_dir: Path, *, spawn: Callable[[Path], subprocess.Popen] = spawn_controller) -> None:
+    def __init__(self, run_dir: Path, *, spawn: Callable[[Path], subprocess.Popen] = spawn_for_a_person) -> None:
         self.run_dir = Path(run_dir)
         self._spawn = spawn
         self.children: list[subprocess.Popen] = []

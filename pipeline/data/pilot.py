@@ -1,7 +1,8 @@
 """The pilot data generation phase: instructions -> critic -> responses -> critic -> QC.
 
-Work is done in batches; each batch's rows land atomically in their own file, so a crashed run
-resumes by skipping the batch files that exist.
+Work is done in batches; each batch's rows land atomically in their own file in the phase's state
+folder (`RUN_DIR/state/<phase>/batches/`, kept across attempts), so the next attempt after a crash,
+a stop or a retry skips the batch files that exist.
 """
 
 from __future__ import annotations
@@ -258,7 +259,7 @@ def run_batches(
     provenance_ref: dict[str, str],
 ) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
     """Run every batch whose file is missing; returns all rows and which batches ran or were reused."""
-    batch_dir = ctx.artifacts_dir / "batches"
+    batch_dir = ctx.work_dir / "batches"
     prepare_work_dir(batch_dir, _fingerprint(params, seed, loaded))
     n_batches = -(-params.count // params.batch_size)
     total = n_batches * len(STEPS)

@@ -3,11 +3,14 @@
 It refuses to start unless the pilot phase passed with every gate pass, warn or waived. It
 generates with the pilot's parameters (read from the pilot's session_manifest.json; any
 generation field given here overrides it) over `num_shards` deterministic shards, run as local
-worker processes or Ray tasks; finished shards survive a crash and are never run twice. The
-merged rows are de-duplicated by normalized instruction and QC'd with the pilot's thresholds.
+worker processes or Ray tasks. Shards live in the phase's state folder
+(`RUN_DIR/state/<phase>/shards/`), which outlives the attempt: finished shards are never run
+twice, and a local worker that dies mid-shard leaves its finished batches, which the next attempt
+keeps (a Ray task, which may run where that folder is not, redoes its whole shard). The merged
+rows are de-duplicated by normalized instruction and QC'd with the pilot's thresholds.
 
 Outputs: scale_data.jsonl (kept rows), scale_candidates.jsonl, qc_summary.json (the pilot's
-format, for the same `threshold` gate), provenance.json, session_manifest.json, shards/.
+format, for the same `threshold` gate), provenance.json, session_manifest.json.
 """
 
 from __future__ import annotations
@@ -235,6 +238,16 @@ def merge(job: ShardJob) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
     return rows, provenance or {}, duplicates
 
 
+def _resumed(job: ShardJob, generated: list[int]) -> dict[str, int]:
+    """The shards this attempt finished from a batch past the first, by shard index: where each went on."""
+    found = {}
+    for index in generated:
+        marker = read_marker(Path(job.shard_dir), index, job.fingerprint) or {}
+        if marker.get("resumed_from_batch"):
+            found[str(index)] = marker["resumed_from_batch"]
+    return found
+
+
 def _model_identity(provenance: dict[str, Any]) -> dict[str, Any]:
     """The parts of a provenance record that identify the model's files."""
     keys = ("config_sha256", "weights_sha256", "tokenizer_sha256", "dtype", "quantization")
@@ -250,7 +263,7 @@ def scale(ctx: PhaseContext) -> int:
     rules = merge_thresholds(gen.thresholds)
     seed = ctx.seed if params.seed is None else params.seed
     fingerprint = _fingerprint(ctx, gen, seed, params.num_shards)
-    shard_dir = ctx.artifacts_dir / "shards"
+    shard_dir = ctx.work_dir / "shards"
     prepare_work_dir(shard_dir, fingerprint)
     job = ShardJob(model=ctx.require_model(), model_base=str(ctx.model_base), params=gen,
                    seed=seed, fingerprint=fingerprint, shard_dir=str(shard_dir),
@@ -265,7 +278,7 @@ def scale(ctx: PhaseContext) -> int:
     rows, provenance, duplicates = merge(job)
     _write_outputs(ctx, params, job, rows, provenance, duplicates, rules, {
         "pilot": {"phase_id": pilot_id, "manifest_sha256": manifest_sha},
-        "shards": {"generated": pending, "reused": reused,
+        "shards": {"generated": pending, "reused": reused, "resumed_at_batch": _resumed(job, pending),
                    "plan": [s.model_dump() for s in job.shards]},
     })
     return 0

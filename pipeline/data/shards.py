@@ -2,7 +2,10 @@
 
 A shard is done when its rows file and its done marker exist, the marker's fingerprint is the
 run's, and the rows file still has the sha256 the marker recorded. Both are written atomically,
-rows first, so a crash at any point leaves the shard either done or to be run again.
+rows first, so a crash at any point leaves the shard either done or to be run again. Until then a
+local worker appends each finished batch to the shard's batch log (`batch_log.py`), and a worker
+started again on that shard goes on from the first batch not yet in it: batches are seeded per
+batch, so the rows are those of an uninterrupted run.
 
 Worker: `python -m phasegate.pipeline.data.shards JOB_FILE SHARD_INDEX` computes one shard, writes its
 files, and prints JSON lines (progress, done) on stdout for the driver.
@@ -21,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from phasegate.floor.faults import fault
+from phasegate.pipeline.data.batch_log import BatchLog
 from phasegate.pipeline.data.pilot import STEPS, GenerateParams, PilotBatch
 from phasegate.pipeline.errors import EXIT_INVALID_INPUT, PipelineError
 from phasegate.pipeline.files import atomic_write_json, atomic_write_jsonl, sha256_file, sha256_text
@@ -86,6 +90,11 @@ def marker_path(shard_dir: Path, index: int) -> Path:
     return shard_dir / f"shard-{index:05d}.done.json"
 
 
+def batch_log_path(shard_dir: Path, index: int) -> Path:
+    """Where shard `index` keeps its finished batches until it is done."""
+    return shard_dir / f"shard-{index:05d}.batches.jsonl"
+
+
 def read_marker(shard_dir: Path, index: int, fingerprint: str) -> dict[str, Any] | None:
     """The done marker of a finished shard, or None when the shard must (re)run."""
     try:
@@ -100,7 +109,8 @@ def read_marker(shard_dir: Path, index: int, fingerprint: str) -> dict[str, Any]
 
 
 def write_shard(
-    shard_dir: Path, index: int, fingerprint: str, rows: list[dict], provenance: dict
+    shard_dir: Path, index: int, fingerprint: str, rows: list[dict], provenance: dict,
+    resumed_from_batch: int = 0,
 ) -> Path:
     """Write a shard's rows, then its done marker (the order makes the marker the commit)."""
     path = atomic_write_jsonl(rows_path(shard_dir, index), rows)
@@ -110,6 +120,7 @@ def write_shard(
         "rows": len(rows),
         "rows_sha256": sha256_file(path),
         "provenance": provenance,
+        "resumed_from_batch": resumed_from_batch,
     }
     atomic_write_json(marker_path(shard_dir, index), marker)
     return path
@@ -122,9 +133,13 @@ def _shard_row(row: dict[str, Any], shard: ShardSpec, seed: int) -> dict[str, An
 
 
 def compute_shard(
-    job: ShardJob, index: int, progress: ProgressFn | None = None
+    job: ShardJob, index: int, progress: ProgressFn | None = None, log: BatchLog | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Load the model and generate one shard's rows; returns the rows and the model provenance."""
+    """Load the model and generate one shard's rows; returns the rows and the model provenance.
+
+    With a `log`, batches already in it are kept, not generated again, and each new batch is added
+    to it as soon as it is done; the rows returned are then the log's.
+    """
     from phasegate.pipeline.model.loader import load_clean
 
     shard = job.shard(index)
@@ -136,15 +151,21 @@ def compute_shard(
             progress(batch * len(STEPS) + STEPS.index(step), n_batches * len(STEPS))
 
     pilot = PilotBatch(loaded, job.params, shard.seed, report)
-    rows: list[dict[str, Any]] = []
-    for batch in range(n_batches):
+    batches = log.finished() if log is not None else []
+    for batch in range(len(batches), n_batches):
         report(batch, "instructions")
         size = min(job.params.batch_size, shard.count - batch * job.params.batch_size)
-        rows.extend(_shard_row(r, shard, job.seed) for r in pilot.run(batch, size))
+        batch_rows = [_shard_row(r, shard, job.seed) for r in pilot.run(batch, size)]
+        if log is not None:
+            log.append(batch, batch_rows)
+            if fault("scale_crash_shard") == f"{index}:{batch}":
+                os._exit(70)  # killed right after this batch was written
+        batches.append(batch_rows)
     if progress is not None:
         progress(n_batches * len(STEPS), n_batches * len(STEPS))
-    provenance = loaded.provenance.to_dict()
-    return rows, provenance
+    if log is not None:  # as read back, so a resumed shard and a fresh one hold rows of one making
+        batches = log.finished()
+    return [row for batch_rows in batches for row in batch_rows], loaded.provenance.to_dict()
 
 
 def provenance_sha(provenance: dict[str, Any]) -> str:
@@ -169,20 +190,28 @@ def worker_main(argv: list[str]) -> int:
 
     job_file, index = argv[0], int(argv[1])
     job = load_job(job_file)
-    try:
-        rows, provenance = compute_shard(
-            job, index, lambda done, total: _say(event="progress", shard=index, done=done,
-                                                 total=total)
-        )
-    except ContaminationError as error:
-        print(f"shard {index}: STOPPED: {error}", file=sys.stderr)
-        return error.exit_code
-    except PipelineError as error:
-        print(f"shard {index}: error: {error}", file=sys.stderr)
-        return error.exit_code
-    if fault("scale_crash_shard") == str(index):
-        os._exit(70)  # a crash after the work and before the write, as a killed process would
-    write_shard(Path(job.shard_dir), index, job.fingerprint, rows, provenance)
+    shard_dir = Path(job.shard_dir)
+    with BatchLog(batch_log_path(shard_dir, index)) as log:
+        if read_marker(shard_dir, index, job.fingerprint) is not None:
+            _say(event="done", shard=index)  # a worker of an earlier attempt finished it while we waited
+            return 0
+        resumed_from = len(log.finished())
+        if resumed_from:
+            print(f"shard {index}: resuming at batch {resumed_from} (earlier batches kept)", file=sys.stderr)
+        try:
+            rows, provenance = compute_shard(
+                job, index, lambda done, total: _say(event="progress", shard=index, done=done,
+                                                     total=total), log)
+        except ContaminationError as error:
+            print(f"shard {index}: STOPPED: {error}", file=sys.stderr)
+            return error.exit_code
+        except PipelineError as error:
+            print(f"shard {index}: error: {error}", file=sys.stderr)
+            return error.exit_code
+        if fault("scale_crash_shard") == str(index):
+            os._exit(70)  # a crash after the work and before the write, as a killed process would
+        write_shard(shard_dir, index, job.fingerprint, rows, provenance, resumed_from)
+        log.path.unlink()  # the done shard holds every row now
     _say(event="done", shard=index, rows=len(rows))
     return 0
 

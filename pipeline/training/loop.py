@@ -28,7 +28,13 @@ from phasegate.pipeline.training.lora import (
     lora_parameters,
     zero_gradients_of,
 )
-from phasegate.pipeline.training.state import load_checkpoint, save_checkpoint, save_final_adapter
+from phasegate.pipeline.training.state import (
+    checkpoint_root,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    save_final_adapter,
+)
 
 
 @dataclass
@@ -110,10 +116,12 @@ class Loop:
     """One training run: from the resumed step to the last, with checks and checkpoints."""
 
     def __init__(self, ctx: PhaseContext, params: Any, accelerator: Any, model: Any,
-                 optimizer: Any, scheduler: Any, pad_id: int, extra_state: dict) -> None:
+                 optimizer: Any, scheduler: Any, pad_id: int, extra_state: dict,
+                 checkpoints: Path) -> None:
         self.ctx, self.params, self.acc = ctx, params, accelerator
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.pad_id, self.extra_state, self.tally = pad_id, extra_state, Tally()
+        self.checkpoints = checkpoints
 
     def micro_step(self, groups: list, last: bool) -> float:
         """Forward and backward of one micro-batch; returns its (scaled) loss."""
@@ -148,7 +156,7 @@ class Loop:
         """Checkpoint on the main process; every process waits for it."""
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
-            save_checkpoint(self.ctx.artifacts_dir / "checkpoints", step,
+            save_checkpoint(self.checkpoints, step,
                             self.acc.unwrap_model(self.model), self.optimizer, self.scheduler,
                             self.extra_state, self.params.keep_checkpoints)
 
@@ -166,14 +174,38 @@ class Loop:
             self.step(micro, step, start, total)
             if step % self.params.save_every == 0 or step == total:
                 self.save(step)
-            if fault("sft_exit_after_step") == str(step):
+            if _crash_due(step, self.ctx.attempt):
                 os._exit(70)  # a crash, as a killed process would leave it
+            if fault("sft_hold_after_step") == str(step):
+                _hold()
+
+
+def _hold() -> None:
+    """Stop making progress until ended from outside, as a hung process would (the fault's only use)."""
+    while True:
+        time.sleep(60)
+
+
+def _crash_due(step: int, attempt: int) -> bool:
+    """Whether the `sft_exit_after_step:<n>[:<attempt>]` fault ends this process after `step`."""
+    wanted = fault("sft_exit_after_step")
+    if wanted is None:
+        return False
+    at, _, only_attempt = wanted.partition(":")
+    return at == str(step) and only_attempt in ("", str(attempt))
 
 
 def train(ctx: PhaseContext, params: Any, *, examples: list[Example], files: list[Path],
           seed: int, fingerprint: str, system_prompt: str | None,
           checkpoint: Path | None) -> int:
-    """Train the adapter, resuming from `checkpoint`; write the adapter and metrics."""
+    """Train the adapter, resuming from `checkpoint`; write the adapter and metrics.
+
+    A resumed run ends with the adapter of an uninterrupted one, bit for bit on CPU: the checkpoint holds
+    the adapter, AdamW's moments and step, the schedule's position and the RNG state after its step
+    (dropout draws from it), and the data order is re-derived from the seed and the epoch alone. The RNG
+    is restored last, just before the first step, so nothing drawn in between can shift it. On a GPU,
+    kernels without a fixed reduction order can make the two differ in the last bits of a float.
+    """
     from accelerate import Accelerator
 
     spec = ctx.require_model()
@@ -187,18 +219,29 @@ def train(ctx: PhaseContext, params: Any, *, examples: list[Example], files: lis
     start = 0
     if checkpoint is not None:
         start = load_checkpoint(checkpoint, model, optimizer, scheduler)["step"]
-        print(f"sft: resuming from {checkpoint} (step {start} of {total})", file=sys.stderr)
+        _announce_resume(ctx, checkpoint, start, total)
+    ctx.reporter.metric("resumed_from_step", start)  # 0: a fresh start; the journal has it even if this run dies
     if accelerator.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(accelerator.device)
     model, optimizer = accelerator.prepare(model, optimizer)
     loop = Loop(ctx, params, accelerator, model, optimizer, scheduler,
                 loaded.tokenizer.pad_token_id,
-                {"fingerprint": fingerprint, "system_prompt": system_prompt, "seed": seed})
+                {"fingerprint": fingerprint, "system_prompt": system_prompt, "seed": seed},
+                checkpoint_root(ctx))
+    if checkpoint is not None:
+        restore_rng(checkpoint)
     loop.run(units, seed, start, total, per_epoch)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _finish(ctx, params, loop, loaded, files, len(examples), start, total, accelerator)
     return 0
+
+
+def _announce_resume(ctx: PhaseContext, checkpoint: Path, start: int, total: int) -> None:
+    """Say in the phase log and in the journal where this attempt picks up."""
+    message = f"sft: resuming from {checkpoint} (step {start} of {total})"
+    print(message, file=sys.stderr)
+    ctx.reporter.log(message)
 
 
 def _finish(ctx: PhaseContext, params: Any, loop: Loop, loaded: Any, files: list[Path],

@@ -4,10 +4,13 @@ Order of work, so a bad input costs nothing: parameters, the nf4-needs-CUDA rule
 (schema, empty, rows over max_length; with the tokenizer only), and only then the model. After
 the first optimizer step of every run (and at step 2, when LoRA A can first move) every LoRA
 parameter must have received a gradient, else exit 3 with their names. Checkpoints every
-`save_every` steps; a re-run resumes from the newest one made with the same inputs.
+`save_every` steps go to the phase's state folder (`RUN_DIR/state/<phase>/checkpoints/`), which
+outlives the attempt; the next attempt (after a crash, kill -9, an operator stop or a retry)
+continues from the newest one made with the same inputs and ends with the adapter an
+uninterrupted run would have made (see `loop.train`).
 
-Outputs: adapter/ (adapter weights + training_provenance.json), sft_metrics.json,
-checkpoints/. Metrics: train_loss, tokens_per_s, peak_memory_mb.
+Outputs: adapter/ (adapter weights + training_provenance.json), sft_metrics.json.
+Metrics: train_loss, tokens_per_s, peak_memory_mb, resumed_from_step.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from phasegate.pipeline.errors import PhaseInputError
 from phasegate.pipeline.files import sha256_file, sha256_text
 from phasegate.pipeline.phase_io import model_files_sha, parse_params, resolve_path, upstream_file
 from phasegate.pipeline.training.data import render_system_prompt
-from phasegate.pipeline.training.state import STATE_FILE, latest_checkpoint
+from phasegate.pipeline.training.state import STATE_FILE, checkpoint_root, latest_checkpoint
 
 
 class SftParams(BaseModel):
@@ -178,7 +181,7 @@ def _prepared_run(ctx: PhaseContext, params: SftParams) -> int:
     load_examples(files, tok, params.max_length, render_system_prompt(template, "2000-01-01")
                   if template else None)
     key = fingerprint(ctx, params, files, template, seed)
-    ckpt_root = ctx.artifacts_dir / "checkpoints"
+    ckpt_root = checkpoint_root(ctx)
     prepare_work_dir(ckpt_root, key)
     last = latest_checkpoint(ckpt_root)
     prompt = system_prompt(template, last)

@@ -1,7 +1,8 @@
 """SFT checkpoints (adapter + optimizer + scheduler + RNG + step) and the final adapter.
 
-A checkpoint folder is written under a temporary name and renamed into place, so
-`checkpoints/step-NNNNNN/` either holds a complete checkpoint or does not exist.
+Checkpoints live in the phase's state folder, which outlives its attempts. A checkpoint folder is
+written under a temporary name and renamed into place, so `checkpoints/step-NNNNNN/` either holds
+a complete checkpoint or does not exist.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import torch
 
+from phasegate.pipeline.context import PhaseContext
 from phasegate.pipeline.errors import PhaseInputError
 from phasegate.pipeline.files import atomic_write_json
 
@@ -26,6 +28,11 @@ class Resume:
 
     step: int
     path: Path | None
+
+
+def checkpoint_root(ctx: PhaseContext) -> Path:
+    """Where step checkpoints live: the state folder, so a crash, a stop or a retry does not lose them."""
+    return ctx.work_dir / "checkpoints"
 
 
 def _step_dirs(root: Path) -> list[Path]:
@@ -70,7 +77,10 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
-    """Restore adapter weights, optimizer, scheduler and RNG from a checkpoint; returns its state."""
+    """Restore adapter weights, optimizer and scheduler from a checkpoint; returns its state.
+
+    The RNG is left to `restore_rng`, called just before the first resumed step.
+    """
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -82,11 +92,15 @@ def load_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any) -> d
                               "delete the checkpoints folder to start over")
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+    return json.loads((path / STATE_FILE).read_text())
+
+
+def restore_rng(path: Path) -> None:
+    """Put every RNG back where it was after the checkpoint's step (dropout continues as if never stopped)."""
     rng = torch.load(path / "rng.pt", weights_only=False)
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
-    return json.loads((path / STATE_FILE).read_text())
 
 
 def save_final_adapter(out: Path, model: Any, provenance: dict[str, Any]) -> Path:

@@ -42,6 +42,14 @@ def test_defaults_and_missing_model(tmp_path: Path) -> None:
         ctx.require_model()
 
 
+def test_resumable_work_goes_to_the_state_folder(tmp_path: Path) -> None:
+    given = PhaseContext.model_validate(_context(tmp_path, state_dir=str(tmp_path / "kept")))
+    assert given.work_dir == tmp_path / "kept"
+    # Run by hand without one: the folder the controller would give, never the artifact folder it wipes.
+    by_hand = PhaseContext.model_validate(_context(tmp_path))
+    assert by_hand.state_dir is None and by_hand.work_dir == tmp_path / "run" / "state" / "pilot"
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

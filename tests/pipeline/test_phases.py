@@ -65,20 +65,22 @@ def pilot(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dic
     root = tmp_path_factory.mktemp("pilot")
     context = write_context(root, "generate", tiny_model_dir, PILOT_PARAMS, seed=3)
     artifacts = root / "run" / "artifacts" / "generate"
+    batch_dir = root / "run" / "state" / "generate" / "batches"  # kept across attempts, apart from outputs
     first = run_child("generate", context, root / "events.jsonl")
     assert first.returncode == 0, first.stderr
     files = {p.name: p.read_bytes() for p in artifacts.glob("*.jsonl")}
     batches = {
         p.name: (p.read_bytes(), p.stat().st_mtime_ns)
-        for p in (artifacts / "batches").glob("batch-*")
+        for p in batch_dir.glob("batch-*")
     }
     manifest = json.loads((artifacts / "session_manifest.json").read_text())
-    (artifacts / "batches" / "batch-00001.jsonl").unlink()
+    (batch_dir / "batch-00001.jsonl").unlink()
     second = run_child("generate", context, root / "events-rerun.jsonl")
     assert second.returncode == 0, second.stderr
     return {
         "root": root,
         "artifacts": artifacts,
+        "batch_dir": batch_dir,
         "first": first,
         "files": files,
         "batches": batches,
@@ -147,9 +149,10 @@ def test_rerun_redoes_only_the_missing_batch(pilot: dict) -> None:
     manifest = json.loads((artifacts / "session_manifest.json").read_text())
     assert manifest["batches"] == {"generated": [1], "reused": [0]}
     content, mtime = pilot["batches"]["batch-00000.jsonl"]
-    assert (artifacts / "batches" / "batch-00000.jsonl").stat().st_mtime_ns == mtime
+    assert (pilot["batch_dir"] / "batch-00000.jsonl").stat().st_mtime_ns == mtime
+    assert not (artifacts / "batches").exists()
     # Seeds are per batch and step, so the redone batch is the same as the lost one.
-    assert (artifacts / "batches" / "batch-00001.jsonl").read_bytes() == pilot["batches"][
+    assert (pilot["batch_dir"] / "batch-00001.jsonl").read_bytes() == pilot["batches"][
         "batch-00001.jsonl"
     ][0]
     assert (artifacts / "pilot_candidates.jsonl").read_bytes() == pilot["files"][
@@ -166,7 +169,7 @@ def test_changed_parameters_set_old_batches_aside(
     assert main(["generate", "--context", str(context)]) == 0
     manifest = json.loads((pilot["artifacts"] / "session_manifest.json").read_text())
     assert manifest["batches"] == {"generated": [0, 1], "reused": []} and manifest["seed"] == 11
-    assert list(pilot["artifacts"].glob("batches.stale-*"))
+    assert list(pilot["batch_dir"].parent.glob("batches.stale-*"))
     assert "moved them to" in capsys.readouterr().err
 
 

@@ -48,15 +48,12 @@ def test_session_that_check_passed_but_run_crashed_on_is_refused_by_both(tmp_pat
 
 
 @pytest.mark.parametrize("program", ["pyhton3", "./script.sh"])
-def test_program_that_cannot_start_is_a_warning_in_check_and_exit_2_naming_the_phase_in_run(tmp_path, program):
+def test_program_that_cannot_start_is_refused_by_check_and_run_naming_the_phase(tmp_path, program):
     (tmp_path / "script.sh").write_text("#!/bin/sh\ntrue\n")  # not executable
     path = session(tmp_path, f'["{program}"]', phase_id="train")
-    check = run_cli("check", path)
-    assert check.returncode == 0 and "valid" in check.stdout
-    assert f"warning: phase 'train': program '{program}'" in check.stderr
-    result = run_cli("run", path, "--run-dir", tmp_path / "run")
-    assert_clean_refusal(result, "phase 'train' cannot start", f"program '{program}'")
-    assert status_json(tmp_path / "run")["state"] == "stopped"  # the user's to fix: never "failed"
+    assert_clean_refusal(run_cli("check", path), "phases[0].run[0] (phase 'train')", f"program '{program}'")
+    assert_clean_refusal(run_cli("run", path, "--run-dir", tmp_path / "run"), f"program '{program}'")
+    assert not (tmp_path / "run").exists()  # refused before anything was made or spent
 
 
 def test_a_script_the_kernel_cannot_execute_stops_with_exit_2_and_resumes_once_fixed(tmp_path):
@@ -71,9 +68,9 @@ def test_a_script_the_kernel_cannot_execute_stops_with_exit_2_and_resumes_once_f
     assert run_cli("resume", tmp_path / "run").returncode == 0
 
 
-def test_check_warns_about_a_script_that_does_not_exist(tmp_path):
+def test_check_refuses_a_script_that_does_not_exist(tmp_path):
     check = run_cli("check", session(tmp_path, '["python3", "scripts/prepare.py", "{artifacts}/x.py"]'))
-    assert check.returncode == 0
+    assert check.returncode == 2
     assert "script 'scripts/prepare.py' does not exist" in check.stderr and "x.py" not in check.stderr
 
 

@@ -126,10 +126,9 @@ def test_recover_never_reads_an_artifact_a_checkpoint_names_outside_its_folder(w
     (workspace / "s.toml").write_text(session_toml("tampered", ["first"]))
     assert run_cli("run", workspace / "s.toml", "--run-dir", workspace / "run").returncode == 0
     checkpoint = workspace / "run" / "CHECKPOINT.md"
-    _, front, body = checkpoint.read_text().split("---", 2)
-    data = yaml.safe_load(front)
-    data["artifacts"].append({"phase": "first", "path": "/etc/passwd", "sha256": "0" * 64})
-    checkpoint.write_text("---\n" + yaml.safe_dump(data) + "---" + body)
+    listed_file = workspace / "run" / yaml.safe_load(checkpoint.read_text().split("---", 2)[1])["artifacts"]["list"]
+    records = json.loads(listed_file.read_text())
+    listed_file.write_text(json.dumps([*records, {"phase": "first", "path": "/etc/passwd", "sha256": "0" * 64}]))
     for old in (workspace / "run" / "checkpoints").glob("*.md"):
         old.unlink()
     listed = run_cli("recover", workspace / "run")
@@ -158,7 +157,7 @@ def test_resume_refuses_a_completed_phase_whose_artifact_changed(workspace):
     assert (workspace / "ledger.txt").read_text().count("start second") == 1  # nothing ran meanwhile
 
     marker.write_text(original)
-    assert run_cli("resume", workspace / "run").returncode == 0
+    assert run_cli("resume", workspace / "run", "--retry").returncode == 0
 
 
 VALID_FLOOD = '''

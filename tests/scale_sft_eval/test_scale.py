@@ -10,6 +10,7 @@ import pytest
 
 from phasegate.gates.base import GateStatus
 from phasegate.gates.threshold import evaluate_rules, parse_rule
+from phasegate.pipeline.data.batch_log import BatchLog
 from phasegate.pipeline.data.executors import local_slots
 from phasegate.pipeline.data.pilot import GenerateParams
 from phasegate.pipeline.data.scale import merge
@@ -67,7 +68,7 @@ def local_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
     """A 2-shard local scale run whose shard 1 crashes, then the re-run (real subprocesses)."""
     root = tmp_path_factory.mktemp("scale-local")
     context = scale_context(root, tiny_model_dir, pilot_root, gates={"pilot.qc": "waived"})
-    shards = root / "run" / "artifacts" / "scale" / "shards"
+    shards = root / "run" / "state" / "scale" / "shards"
     crashed = run_child("scale", context, root / "events-1.jsonl",
                         env={"PHASEGATE_FAULT": "scale_crash_shard:1"})
     after_crash = sorted(p.name for p in shards.iterdir())
@@ -75,7 +76,8 @@ def local_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
     with events_to(root / "events-2.jsonl"):  # the re-run in this process: faster, same code
         rerun = run_phase("scale", context)
     return {"root": root, "crashed": crashed, "rerun": rerun, "after_crash": after_crash,
-            "shard0_mtime": shard0_mtime, "artifacts": root / "run" / "artifacts" / "scale"}
+            "shard0_mtime": shard0_mtime, "artifacts": root / "run" / "artifacts" / "scale",
+            "shards": shards}
 
 
 def test_a_crashed_shard_fails_the_phase_and_keeps_the_finished_one(local_run: dict) -> None:
@@ -84,7 +86,8 @@ def test_a_crashed_shard_fails_the_phase_and_keeps_the_finished_one(local_run: d
     assert "shard(s) 1 (exit 70) failed" in crashed.stderr
     assert "re-run the phase to run only shards [1]" in crashed.stderr
     assert "shard-00000.done.json" in local_run["after_crash"]
-    assert not any(name.startswith("shard-00001") for name in local_run["after_crash"])
+    # Shard 1 died after its work and before its files: only its log of finished batches is left.
+    assert [n for n in local_run["after_crash"] if n.startswith("shard-00001")] == ["shard-00001.batches.jsonl"]
 
 
 def test_the_rerun_runs_only_the_unfinished_shard(local_run: dict) -> None:
@@ -92,7 +95,10 @@ def test_the_rerun_runs_only_the_unfinished_shard(local_run: dict) -> None:
     assert local_run["rerun"] == 0
     manifest = json.loads((artifacts / "session_manifest.json").read_text())
     assert (manifest["shards"]["generated"], manifest["shards"]["reused"]) == ([1], [0])
-    assert (artifacts / "shards" / "shard-00000.jsonl").stat().st_mtime_ns == local_run["shard0_mtime"]
+    assert manifest["shards"]["resumed_at_batch"] == {"1": 1}  # its one batch was kept, not redone
+    assert (local_run["shards"] / "shard-00000.jsonl").stat().st_mtime_ns == local_run["shard0_mtime"]
+    assert not (local_run["shards"] / "shard-00001.batches.jsonl").exists()  # the done shard holds the rows
+    assert not (artifacts / "shards").exists()
     rows = read_jsonl(artifacts / "scale_candidates.jsonl")
     assert len(rows) == 8 and [r["shard"] for r in rows] == [0] * 4 + [1] * 4
     assert len({r["id"] for r in rows}) == 8
@@ -168,6 +174,21 @@ def test_merge_drops_repeated_instructions(tmp_path: Path) -> None:
     write_shard(tmp_path, 1, "f", [row(3, "Other.")], {"weights_sha256": "other"})
     with pytest.raises(PhaseInputError, match="other model files"):
         merge(job)
+
+
+def test_a_torn_batch_line_is_cut_off_and_the_next_batch_follows_it(tmp_path: Path) -> None:
+    path = tmp_path / "shard-00000.batches.jsonl"
+    with BatchLog(path) as log:
+        log.append(0, [{"id": "a"}])
+        log.append(1, [{"id": "b"}, {"id": "c"}])
+    with open(path, "ab") as handle:  # a worker killed in the middle of writing batch 2
+        handle.write(b'{"batch": 2, "rows": [{"id": "d"')
+    with BatchLog(path) as log:
+        assert log.finished() == [[{"id": "a"}], [{"id": "b"}, {"id": "c"}]]
+        log.append(2, [{"id": "d"}])
+    with BatchLog(path) as log:
+        assert [rows[0]["id"] for rows in log.finished()] == ["a", "b", "d"]
+    assert path.read_text().count("\n") == 3  # the torn bytes are gone, not glued to the next line
 
 
 def test_shard_plan_and_worker_slots(monkeypatch) -> None:

@@ -33,7 +33,7 @@ def test_run_completes_and_reports(workspace):
     assert ledger(workspace) == ["start a 1", "end a 1", "start b 1", "end b 1"]
     front = yaml.safe_load((run_dir / "CHECKPOINT.md").read_text().split("---")[1])
     assert front["state"] == "completed" and front["next_phase"] is None
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["01-a.md", "02-b.md", "03-completed.md"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["01-a.md", "02-b.md", "03-completed.md", "artifacts.json"]
     assert (run_dir / "session.toml").read_text() == session.read_text()
 
 
@@ -48,9 +48,14 @@ def test_failure_retries_then_stops_with_incident(workspace):
     incident = status["incident"]
     assert incident and "exit code 7" in open(incident).read()
     front = yaml.safe_load((run_dir / "CHECKPOINT.md").read_text().split("---")[1])
-    assert front["resume_command"] == f"phasegate resume {run_dir}" and front["next_phase"] == "b"
-    # fixed: resume runs only what is left
-    assert run_cli("resume", run_dir).returncode == 0
+    assert front["next_action"] == "retry" and front["next_phase"] == "b" and front["requires_human"] is False
+    assert f"phasegate resume {run_dir} --retry" in front["commands"]
+    # a plain resume does not run the failed phase again: it names the options, exit 3
+    refused = run_cli("resume", run_dir)
+    assert refused.returncode == 3 and "--retry" in refused.stderr and "Traceback" not in refused.stderr
+    assert "start b 3" not in ledger(workspace)
+    # fixed: resume --retry runs only what is left
+    assert run_cli("resume", run_dir, "--retry").returncode == 0
     assert ledger(workspace).count("start a 1") == 1 and "end b 3" in ledger(workspace)
 
 
@@ -70,7 +75,13 @@ def test_stop_from_another_process_then_resume(workspace):
     status = status_json(run_dir)
     assert status["state"] == "stopped" and "wrong learning rate" in status["reason"]
     assert status["phases"][1]["state"] == "failed" and status["incident"]
-    assert run_cli("resume", run_dir).returncode == 0
+    # a person stopped it: an agent's plain resume does not undo that; the checkpoint says so
+    front = yaml.safe_load((run_dir / "CHECKPOINT.md").read_text().split("---")[1])
+    assert front["requires_human"] is True and front["commands"] == [f"phasegate resume {run_dir} --force"]
+    refused = run_cli("resume", run_dir)
+    assert refused.returncode == 3 and "--force" in refused.stderr
+    assert status_json(run_dir)["state"] == "stopped"
+    assert run_cli("resume", run_dir, "--force").returncode == 0
     assert status_json(run_dir)["state"] == "completed"
 
 

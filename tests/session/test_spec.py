@@ -38,7 +38,8 @@ def test_valid_file_loads(tmp_path):
 
 def test_unknown_key_names_file_line_and_field(tmp_path):
     message = error_of(tmp_path, GOOD + 'timeout = 5\n')
-    assert "session.toml line 8: phases[0].timeout: unknown key 'timeout'" in message
+    assert "session.toml line 8: phases[0].timeout (phase 'prepare'): unknown key 'timeout'; did you mean " \
+           "'timeout_s'?" in message
 
 
 def test_duplicate_phase_ids(tmp_path):
@@ -92,6 +93,7 @@ def test_every_field_has_a_description():
 
 
 def test_check_and_schema_commands(tmp_path):
+    (tmp_path / "prep.py").write_text("print('prepared')\n")  # `check` refuses a script that does not exist
     path = write(tmp_path, GOOD)
     ok = run_cli("check", path)
     assert ok.returncode == 0 and "valid" in ok.stdout

@@ -25,9 +25,10 @@ class RunHeader(Widget):
             return Text("phasegate · reading the journal…")
         snap, width = self.view.snapshot, max(self.size.width, 20)
         controller = "controller live" if snap.controller_live else "no controller"
+        plan = f" · plan v{snap.plan_version}" if snap.plan_version > 1 else ""  # amended: say which plan runs
         first = Text.assemble(("phasegate", "bold"), f" · {snap.name} · ",
                               (session_label(snap.state), "bold reverse"),
-                              f" · elapsed {clock_text(self.view.elapsed_s)} · {controller} · {self.mode}")
+                              f" · elapsed {clock_text(self.view.elapsed_s)} · {controller}{plan} · {self.mode}")
         first.truncate(width, overflow="ellipsis")
         reason = f"{snap.reason} · " if snap.reason else ""
         second = Text(reason + fit_left(str(snap.run_dir), max(10, width - len(reason))))
