@@ -72,13 +72,15 @@ class Reporter:
     def checkpoint(self, phase_id: str | None, *, numbered: bool = True) -> Path:
         """Rewrite CHECKPOINT.md for the current state, atomically; at a phase's end, a stop or a pause also keep
         a numbered copy in checkpoints/NN-<phase>.md. The full artifact list goes to checkpoints/artifacts.json
-        first, so the checkpoint never names a list older than itself."""
+        first, so the checkpoint never names a list older than the artifacts it counts as done."""
         snapshot = self.report_snapshot()
         text = render_checkpoint(snapshot, self.run.journal.redactor)
         folder = self.run.run_dir.checkpoints
         folder.mkdir(exist_ok=True)
-        # Private like the logs: a checkpoint quotes what phases said.
-        atomic_write_text(self.run.run_dir.root / ARTIFACT_LIST, artifact_list(snapshot), mode=0o600)
+        # Private like the logs: a checkpoint quotes what phases said. Between phase boundaries no artifact is
+        # recorded (a starting attempt only drops its own phase's, which recover never imports): the list stands.
+        if numbered or not (self.run.run_dir.root / ARTIFACT_LIST).exists():
+            atomic_write_text(self.run.run_dir.root / ARTIFACT_LIST, artifact_list(snapshot), mode=0o600)
         atomic_write_text(self.run.run_dir.checkpoint, text, mode=0o600)
         if not numbered:  # a rewrite between phase boundaries: the state change itself is the journal's event
             return self.run.run_dir.checkpoint

@@ -54,9 +54,9 @@ def test_disk_full_stops_safely_with_the_report_elsewhere(workspace, tmp_path):
     (workspace / "s.toml").write_text(session_toml("full", PHASES))
     run_dir = workspace / "run"
     fallback = tmp_path / "fallback"
-    # session.toml is write 1; each phase's start rewrites artifacts.json and CHECKPOINT.md, its end those two and
-    # its numbered copy: write 9 is during phase b's checkpoint at its end.
-    env = {**os.environ, "PHASEGATE_FAULT": "enospc:9", "PHASEGATE_FALLBACK_DIR": str(fallback)}
+    # session.toml is write 1; phase a's start writes artifacts.json and CHECKPOINT.md, its end those two and its
+    # numbered copy, phase b's start CHECKPOINT.md: write 8 is during phase b's checkpoint at its end.
+    env = {**os.environ, "PHASEGATE_FAULT": "enospc:8", "PHASEGATE_FALLBACK_DIR": str(fallback)}
     result = run_cli("run", workspace / "s.toml", "--run-dir", run_dir, env=env)
     assert result.returncode == 3
     assert "no space left on device" in result.stderr and "Completed results are intact" in result.stderr
