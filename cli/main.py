@@ -314,11 +314,11 @@ def check(session: SessionArg) -> None:
     does not exist yet; then it is a warning, as that phase may make it. Arguments with a placeholder only the
     run knows ({artifacts}, {state}, {run_dir}, {phase}) are not checked. `run` refuses the same errors before
     it creates the run folder."""
-    from phasegate.session.preflight import check_gate_ids, session_warnings
+    from phasegate.session.preflight import check_session, session_warnings
     from phasegate.session.spec import load_spec
 
     loaded = load_spec(session)
-    check_gate_ids(loaded, session)
+    check_session(loaded, session)
     for warning in session_warnings(loaded):  # may still work: an earlier phase may install what is missing
         typer.echo(f"phasegate: warning: {warning}", err=True)
     phases = ", ".join(f"{p.id} ({p.kind})" for p in loaded.spec.phases)

@@ -17,7 +17,7 @@ from phasegate.floor.durable import atomic_write_text
 from phasegate.floor.errors import InvalidInput
 from phasegate.floor.states import PhaseState, SessionState
 from phasegate.session.phase_inputs import session_redactor
-from phasegate.session.preflight import check_gate_ids
+from phasegate.session.preflight import check_session
 from phasegate.session.runs import OpenRun
 from phasegate.session.spec import LoadedSpec, SessionSpec, load_spec
 
@@ -130,7 +130,8 @@ def _validated(run: OpenRun, text: str, version: int) -> LoadedSpec:
     finally:
         staging.unlink(missing_ok=True)
     loaded = replace(loaded, path=run.loaded.path)  # relative paths resolve where the session file was
-    check_gate_ids(loaded, shown)
+    passed = frozenset(p.id for p in run.journal.phases() if p.state == PhaseState.PASSED)
+    check_session(loaded, shown, done=passed)  # a completed phase never runs again: its command is not checked
     return loaded
 
 

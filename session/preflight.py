@@ -25,11 +25,13 @@ _ENV_RESERVE_BYTES = 64 * 1024  # what the controller adds to the child's enviro
 _MAX_NAMES = 10_000  # of one folder, compared with a misspelled name: enough for any bin/ or project folder
 
 
-def check_gate_ids(loaded: LoadedSpec, shown: str | Path) -> None:
+def check_session(loaded: LoadedSpec, shown: str | Path, *, done: frozenset[str] = frozenset()) -> None:
     """Raise SpecError, with file and line, on what `check` and `run` refuse beyond the schema: two gates of the
-    session that share an id, and a `command` phase's program or script that no phase can make (check_commands)."""
+    session that share an id, and a `command` phase's program or script that no phase can make (check_commands).
+    Phases in `done` (completed in a run being amended or recovered) never run again: their commands are not
+    checked."""
     _check_unique_gate_ids(loaded, shown)
-    check_commands(loaded, shown)
+    check_commands(loaded, shown, done=done)
 
 
 def _check_unique_gate_ids(loaded: LoadedSpec, shown: str | Path) -> None:
@@ -196,7 +198,8 @@ class CommandProblem:
     """Why an earlier phase may still make it (then it is a warning), or None (then it is an error)."""
 
 
-def command_problems(loaded: LoadedSpec, environ: Mapping[str, str] = os.environ) -> list[CommandProblem]:
+def command_problems(loaded: LoadedSpec, environ: Mapping[str, str] = os.environ, *,
+                     done: frozenset[str] = frozenset()) -> list[CommandProblem]:
     """Every `command` phase's program and interpreter script that is missing, with what may still make it.
 
     A missing file is an error unless an earlier `command` phase names its file name (in `run` or `env`), or the
@@ -206,7 +209,7 @@ def command_problems(loaded: LoadedSpec, environ: Mapping[str, str] = os.environ
     out = []
     phases, cwd = loaded.spec.phases, loaded.session_dir
     for p_index, phase in enumerate(phases):
-        if phase.kind != "command":
+        if phase.kind != "command" or phase.id in done:
             continue
         earlier = [p for p in phases[:p_index] if p.kind == "command"]
         program = _without_session_dir(phase.run[0], cwd)
@@ -237,9 +240,10 @@ def _maker(phase: PhaseSpec, arg: str, cwd: Path, earlier: list[PhaseSpec]) -> s
     return f"the phase's PATH folder {missing[0]!r} does not exist yet" if missing else None
 
 
-def check_commands(loaded: LoadedSpec, shown: str | Path, environ: Mapping[str, str] = os.environ) -> None:
+def check_commands(loaded: LoadedSpec, shown: str | Path, environ: Mapping[str, str] = os.environ, *,
+                   done: frozenset[str] = frozenset()) -> None:
     """Raise SpecError naming file, line, phase and fix for each program or script no phase can make."""
-    errors = [problem for problem in command_problems(loaded, environ) if problem.maker is None]
+    errors = [problem for problem in command_problems(loaded, environ, done=done) if problem.maker is None]
     if errors:
         raise SpecError("\n".join(describe_problem(loaded.text, str(shown), problem.loc, problem.message,
                                                    about=f"phase {problem.phase_id!r}") for problem in errors))

@@ -113,7 +113,7 @@ def recover_into(plan: RecoveryPlan, target: Path) -> OpenRun:
     frozen = load_spec(plan.run_dir.plan(plan.plan_version))  # the plan as amended when the checkpoint was written
     if plan.session_dir is not None:  # relative paths and phase commands resolve where the session file was
         frozen = replace(frozen, path=plan.session_dir / "session.toml")
-    run = create_run(frozen, target)
+    run = create_run(frozen, target, done=frozenset(plan.recoverable))
     journal = run.journal
     for phase in plan.recoverable:
         records = []

@@ -20,7 +20,7 @@ from phasegate.floor.reading import read_regular_file
 from phasegate.floor.rundir import RunDir, resolved, utc_stamp
 from phasegate.floor.states import PhaseState
 from phasegate.journal.store import Journal
-from phasegate.session.preflight import check_gate_ids
+from phasegate.session.preflight import check_session
 from phasegate.session.spec import LoadedSpec, load_spec
 
 MAX_CHECKPOINT_BYTES = 16 << 20
@@ -80,9 +80,11 @@ def _default_run_dir(name: str, now: float) -> Path:
     return candidate
 
 
-def create_run(loaded: LoadedSpec, run_dir: Path | None = None, *, clock=time.time) -> OpenRun:
-    """Make the run folder, freeze the session file into it and create the journal, all or nothing."""
-    check_gate_ids(loaded, loaded.path)
+def create_run(loaded: LoadedSpec, run_dir: Path | None = None, *, clock=time.time,
+               done: frozenset[str] = frozenset()) -> OpenRun:
+    """Make the run folder, freeze the session file into it and create the journal, all or nothing (`done`: the
+    phases a recovery imports as completed, which never run)."""
+    check_session(loaded, loaded.path, done=done)
     now = clock()
     root = Path(run_dir) if run_dir is not None else _default_run_dir(loaded.spec.session.name, now)
     try:

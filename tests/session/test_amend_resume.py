@@ -214,3 +214,16 @@ def test_a_complete_run_is_not_amended_and_recover_keeps_the_amended_plan(worksp
     recovered = run_cli("recover", run_dir, "--to", workspace / "again")
     assert recovered.returncode == 0, recovered.stderr
     assert (workspace / "again" / "session.toml").read_text() == new.read_text()  # v2, the plan it completed under
+
+
+def test_a_completed_phase_whose_script_is_gone_blocks_neither_amend_nor_recover(workspace):
+    (workspace / "first.py").write_text((workspace / "phase.py").read_text())
+    text = session_toml("t", ["a", "b"], phase_extra={"b": APPROVAL}).replace('"phase.py"', '"first.py"', 1)
+    session, run_dir = write(workspace, text)
+    assert run_cli("run", session, "--run-dir", run_dir).returncode == 4
+    (workspace / "first.py").unlink()  # phase a is done: it never runs again
+    amended = run_cli("amend", run_dir, "--set", "session.budget_usd=9", "--reason", "more")
+    assert amended.returncode == 0, amended.stderr
+    (run_dir / "state.db").write_bytes(b"\0" * 8192)
+    recovered = run_cli("recover", run_dir, "--to", workspace / "again")
+    assert recovered.returncode == 0 and "recovered a" in recovered.stdout, recovered.stderr
