@@ -113,6 +113,10 @@ def refusal(run: OpenRun, new: SessionSpec) -> str | None:
     dropped = [p for p in records if p not in new_ids and records[p].attempts]
     if dropped:
         return f"phase(s) {', '.join(dropped)} have run and cannot leave the plan"
+    running = next((p for p in old.phases if records[p.id].state == PhaseState.RUNNING), None)
+    if running is not None and running.model_dump() != new.phase(running.id).model_dump():
+        return (f"phase {running.id!r} is running and keeps the definition it started with; change it once it "
+                f"ends, or stop the run first (`phasegate stop {run.run_dir.root}`), then amend and resume")
     return None
 
 
@@ -143,7 +147,8 @@ def _with_values(text: str, sets: list[str]) -> str:
         if not sep or not key.strip():
             raise InvalidInput(f"--set {assignment!r}: write KEY=VALUE, e.g. --set session.budget_usd=60")
         _assign(document, key.strip(), _value(raw.strip()))
-    return tomlkit.dumps(document)
+    text = tomlkit.dumps(document)
+    return text if text.endswith("\n") else text + "\n"
 
 
 def _value(raw: str) -> Any:
@@ -179,10 +184,17 @@ def _assign(document: Any, key: str, value: Any) -> None:
 def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs, one line per key: `session.budget_usd: 50 -> 60` (phases by id)."""
     before, after = _flat(old), _flat(new)
-    lines = [f"{key}: {before.get(key, '(unset)')!r} -> {after.get(key, '(unset)')!r}"
-             for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+    lines = [f"{key}: {_shown(before, key)} -> {_shown(after, key)}"
+             for key in sorted(set(before) | set(after)) if before.get(key, _UNSET) != after.get(key, _UNSET)]
     return lines[:MAX_CHANGES_LISTED] + ([f"... and {len(lines) - MAX_CHANGES_LISTED} more"]
                                          if len(lines) > MAX_CHANGES_LISTED else [])
+
+
+_UNSET = object()
+
+
+def _shown(values: dict[str, Any], key: str) -> str:
+    return repr(values[key]) if key in values else "(unset)"
 
 
 def _flat(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -188,10 +188,12 @@ def test_checkpoint_after_kill_9_mid_phase_says_where_the_run_really_is(workspac
 def test_amend_of_a_live_run_applies_at_the_next_phase_boundary(workspace):
     session, run_dir = write(workspace, session_toml("t", ["slow", "b"], extra="budget_usd = 5.0\n",
                                                      phase_extra={"b": FAILS}))
-    env = {**os.environ, "PHASE_SLEEP": "0.7"}
+    env = {**os.environ, "PHASE_SLEEP": "1.5"}  # slow runs 4.5 s: both amends come while it runs
     controller = subprocess.Popen([sys.executable, "-m", "phasegate", "run", str(session), "--run-dir",
                                    str(run_dir), "--headless"], stdout=subprocess.DEVNULL, env=env)
     wait_for(lambda: "start slow 1" in ledger(workspace))
+    running = run_cli("amend", run_dir, "--set", "phases.slow.retries=2", "--reason", "x")
+    assert running.returncode == 2 and "phase 'slow' is running" in running.stderr
     amended = run_cli("amend", run_dir, "--set", "session.budget_usd=9", "--set", 'phases.b.env.PHASE_EXIT_B="0"',
                       "--reason", "more room")
     assert amended.returncode == 0 and "amended: plan v2" in amended.stderr, amended.stderr
