@@ -210,7 +210,9 @@ def status(run_dir: RunDirArg, as_json: Annotated[bool, typer.Option("--json", h
     if as_json:
         typer.echo(json.dumps(snapshot.to_json(), indent=2, default=str))
     else:
-        _print_status(snapshot)
+        from phasegate.cli.status_view import print_status
+
+        print_status(snapshot)
 
 
 @app.command()
@@ -240,7 +242,8 @@ def amend(run_dir: RunDirArg,
     Allowed for phases that have not passed and for the [session] limits; refused for completed phases, the
     model and seed they were made with, and the session name. The new plan is validated like `check` and
     frozen as session.vN.toml. On a paused or stopped run it applies now (then `resume`); a live controller
-    applies the [session] limits at once and the phases at its next phase boundary."""
+    applies the [session] limits at once and the phases at its next phase boundary (the running phase's own
+    definition cannot change while it runs)."""
     from phasegate.session.amend import propose
     from phasegate.session.commands import submit
     from phasegate.session.runs import open_run
@@ -351,42 +354,6 @@ def schema(status_doc: Annotated[bool, typer.Option("--status", help="Print the 
     chosen = status_json_schema() if status_doc else events_json_schema() if events else \
         SessionSpec.model_json_schema(by_alias=True)
     typer.echo(json.dumps(chosen, indent=2))
-
-
-def _print_status(snapshot, console=None) -> None:
-    """Print phases, gates, budget and what to do next (the human form of `status`)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    live = "live controller" if snapshot.controller_live else "no controller running"
-    console.print(f"[b]{snapshot.name}[/b] — {snapshot.state.upper()} ({live})  {snapshot.run_dir}")
-    if snapshot.reason:
-        console.print(f"reason: {snapshot.reason}")
-    table = Table("phase", "kind", "state", "attempts", "duration", "progress")
-    for phase in snapshot.phases:
-        duration = f"{phase.duration_s:.1f}s" if phase.duration_s is not None else ""
-        progress = f"{phase.progress[0]}/{phase.progress[1]}" if phase.progress else ""
-        table.add_row(phase.id, phase.kind, phase.state, str(phase.attempts), duration, progress)
-    console.print(table)
-    if snapshot.gates:
-        gates = Table("gate", "status", "summary")
-        for gate in snapshot.gates:
-            gates.add_row(gate.gate_id, gate.status.upper(), gate.summary + (f" (waived: {gate.waived})" if gate.waived else ""))
-        console.print(gates)
-    budget = snapshot.budget
-    if budget.get("spent_usd") is not None:
-        console.print(f"budget: ${budget['spent_usd']:.2f} spent, allocation {budget.get('allocation_usd')}")
-    if snapshot.plan_version > 1:
-        last = snapshot.amendments[-1]
-        console.print(f"plan: v{snapshot.plan_version} ({last['path']}: {last['reason']})", markup=False)
-    if snapshot.incident:
-        console.print(f"incident: {snapshot.incident}")
-    step = snapshot.next
-    who = " — a person must decide this" if step.requires_human else ""
-    console.print(f"next action: {step.action}{who}: {step.reason}", markup=False)
-    for command in step.commands:
-        console.print(f"  {command}", markup=False)
 
 
 def main(argv: list[str] | None = None) -> None:
