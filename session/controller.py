@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from phasegate.floor.errors import ExitCode, InvalidInput, RunDirError
+from phasegate.floor.errors import ExitCode, InvalidInput, ResumeRefused, RunDirError, RunWaits
 from phasegate.floor.events import (
     EARLY_STOP_EXIT,
     ChildEvent,
@@ -105,6 +105,8 @@ class Controller:
                 if code is ExitCode.PAUSED and (signum := stop_signal()) is not None:
                     return self._stop_on_signal(signum)  # it came while the pause was written: still a stop
                 return code
+        except (ResumeRefused, RunWaits):  # the run stays as it was: nothing ran
+            raise
         except InvalidInput as exc:  # the user's to fix (a phase cannot start, say): stopped, not an internal error
             self._stop_on_invalid_input(exc)
             raise

@@ -64,8 +64,9 @@ from phasegate.tui.widgets.timeline import Timeline
 MODES = ("watch", "run")
 MAX_REDRAWS_PER_S = 4
 POLL_S = 0.1  # a poll is one `PRAGMA data_version` query when nothing changed
-# What a stopped run needs before `r` can resume it: a waiver, an amendment or an explicit retry.
-DECISIONS_BEFORE_RESUME = frozenset({NextAction.RETRY, NextAction.WAIVE_OR_AMEND, NextAction.NEW_RUN})
+# What a run needs before `r` can resume it: an approval, a waiver, an amendment or an explicit retry.
+DECISIONS_BEFORE_RESUME = frozenset({NextAction.APPROVE, NextAction.RETRY, NextAction.WAIVE_OR_AMEND,
+                                     NextAction.NEW_RUN})
 OPERATOR_ACTIONS = {"stop", "approve", "waive", "resume", "review", "checkpoint", "incident"}
 
 

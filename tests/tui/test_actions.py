@@ -7,6 +7,8 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
+
 from phasegate.floor.rundir import RunDir, controller_is_live
 from phasegate.tui.app import create_app
 from phasegate.tui.screens.confirm_stop import ConfirmStopScreen
@@ -239,3 +241,15 @@ async def test_keys_offered_follow_the_run_state(templates):
             offered = {a for a in ("stop", "approve", "waive", "resume", "review", "checkpoint", "incident")
                        if app.check_action(a, ())}
         assert offered == keys, state
+
+
+@pytest.mark.parametrize(("state", "needed"), [("stopped", "--retry"), ("paused", "phasegate approve")])
+async def test_resume_of_a_run_that_needs_a_decision_names_it_and_starts_nothing(run_copy, notices, state, needed):
+    run_dir = run_copy(state)
+    app = create_app(run_dir, mode="watch")
+    seen = notices(app)
+    async with app.run_test() as pilot:
+        await wait_for_view(app)
+        await pilot.press("r")
+        await pilot.pause()
+    assert app.operator.children == [] and any(needed in n for n in seen), seen
