@@ -15,6 +15,8 @@ from phasegate.journal.snapshot import RunSnapshot, iso
 
 # libyaml's emitter where present: the front matter is rewritten at every phase boundary.
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+# Every artifact with its size and sha256 (written beside the checkpoints; front matter and body only count them).
+ARTIFACT_LIST = "checkpoints/artifacts.json"
 # Front matter is data, never cut: only its secrets are masked (before YAML quoting, which could hide them).
 _WHOLE = 10**9
 
@@ -71,9 +73,11 @@ def _short(value: Any) -> str:
 
 
 def _artifact_lines(snapshot: RunSnapshot) -> list[str]:
+    """One short line per artifact: the sha256 of each is in ARTIFACT_LIST (and the journal)."""
     if not snapshot.artifacts:
         return ["None yet."]
-    return [f"- `{a.path}` ({a.size} bytes, sha256 `{a.sha256}`) — {a.phase}" for a in snapshot.artifacts]
+    return [*(f"- `{a.path}` ({a.size} bytes) — {a.phase}" for a in snapshot.artifacts), "",
+            f"Their sha256: `{ARTIFACT_LIST}`, `phasegate status --json`."]
 
 
 def _input_warning_lines(snapshot: RunSnapshot) -> list[str]:
@@ -113,9 +117,6 @@ def _amendment_lines(snapshot: RunSnapshot) -> list[str]:
         changes = f" ({'; '.join(a['changes'])})" if a.get("changes") else ""
         lines.append(f"- v{a['version']} `{a['path']}` at {iso(a['ts'])}: {a['reason']}{changes}")
     return [*lines, ""]
-
-
-ARTIFACT_LIST = "checkpoints/artifacts.json"
 
 
 def checkpoint_front_matter(snapshot: RunSnapshot) -> dict[str, Any]:
