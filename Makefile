@@ -15,9 +15,10 @@ $(DEMO_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PIP) -e .
 	touch $(DEMO_STAMP)
 
-# The test extras: pytest and friends, import-linter, ray (the scale-out test), bitsandbytes (QLoRA tests).
+# The test extras: pytest and friends, import-linter, ray (the scale-out test), bitsandbytes (QLoRA tests),
+# apprise (the notification tests).
 $(TEST_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
-	$(PIP) -e '.[dev,quant,ray]'
+	$(PIP) -e '.[dev,quant,ray,notify]'
 	touch $(TEST_STAMP) $(DEMO_STAMP)
 
 .PHONY: demo test bench lint

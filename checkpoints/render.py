@@ -168,14 +168,15 @@ def render_checkpoint(snapshot: RunSnapshot, redactor: Redactor | None = None) -
         "## Artifacts", "", *_artifact_lines(snapshot), "",
         *_input_warning_lines(snapshot),
         *_amendment_lines(snapshot),
-        "## Budget", "", _budget_line(snapshot.budget), "",
+        "## Budget", "", budget_line(snapshot.budget), "",
         "## GPU", "", *_gpu_lines(snapshot), "",
         "## What is next", "", *_next_lines(snapshot), "",
     ]
     return _document(checkpoint_front_matter(snapshot), body, redactor)
 
 
-def _budget_line(budget: dict[str, Any]) -> str:
+def budget_line(budget: dict[str, Any]) -> str:
+    """Spent, allocation, left, billed hours, burn rate, projection and the warning, in one markdown sentence."""
     if budget.get("gpu_hourly_usd") is None and not budget.get("spent_usd"):
         return "No GPU rate known (`gpu_hourly_usd`, `gpu`); GPU time is not billed."
     allocation = budget.get("allocation_usd")
@@ -240,7 +241,7 @@ def render_incident(snapshot: RunSnapshot, *, trigger: str, phase: str | None, a
         "## Last lines of the phase log", "", "```", *(log_tail or ["(empty)"]), "```", "",
         "## Artifacts kept", "", *_artifact_lines(snapshot), "",
         *_input_warning_lines(snapshot),
-        "## Budget at the stop", "", _budget_line(snapshot.budget), "",
+        "## Budget at the stop", "", budget_line(snapshot.budget), "",
         "## Recovery", "", *_recovery_lines(snapshot), "",
     ]
     return _document(front, body, redactor)

@@ -54,6 +54,12 @@ def session_reference() -> str:
     from phasegate.reviews.config import ReviewerSpec
 
     parts += model_table(ReviewerSpec, "`[reviewers.<name>]`")
+    from phasegate.session.pod_spec import PodSpec
+
+    parts += model_table(PodSpec, "`[pod]`")
+    from phasegate.session.notify_spec import HookSpec, NotifySpec
+
+    parts += model_table(NotifySpec, "`[[notify]]`") + model_table(HookSpec, "`[[hooks]]`")
     parts += model_table(PhaseSpec, "`[[phases]]`")
     parts += model_table(GateSpec, "`[[phases.gates]]` and `[[phases.pre_gates]]`")
     for kind, model in sorted(GATE_OPTION_MODELS.items()):

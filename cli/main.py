@@ -184,9 +184,12 @@ def demo(run_dir: Annotated[Path | None, typer.Option(help="Where to create the 
          fault: Annotated[str | None, typer.Option(help="Inject one fault and end with its incident report: "
                           "oom, budget, contamination, reviewer-hang or stall.", metavar="NAME")] = None) -> None:
     """Run the whole reference session on a tiny model trained here (no downloads, CPU, ~3 minutes)."""
+    from phasegate.cli.progress_view import terminal_progress
     from phasegate.demo.run import run_demo
 
-    raise typer.Exit(run_demo(run_dir, headless=headless, tui=_wants_tui(headless), fault=fault))
+    # A bar on a terminal; else the demo's own plain lines (or JSON lines on stdout, headless).
+    progress = terminal_progress() if not headless and sys.stderr.isatty() else None
+    raise typer.Exit(run_demo(run_dir, headless=headless, tui=_wants_tui(headless), fault=fault, progress=progress))
 
 
 @app.command()
@@ -326,6 +329,24 @@ def check(session: SessionArg) -> None:
         typer.echo(f"phasegate: warning: {warning}", err=True)
     phases = ", ".join(f"{p.id} ({p.kind})" for p in loaded.spec.phases)
     typer.echo(f"{session}: valid — session {loaded.spec.session.name!r}, {len(loaded.spec.phases)} phases: {phases}")
+
+
+@app.command("notify-test")
+def notify_test(session: SessionArg) -> None:
+    """Send a test message to every URL of the session file's `[[notify]]` tables (exit 2 names a failing one)."""
+    from phasegate.session.notify import notify_test as send_tests
+    from phasegate.session.spec import load_spec
+
+    loaded = load_spec(session)
+    if not loaded.spec.notify:
+        raise InvalidInput(f"{session}: no [[notify]] table to test; add one, e.g. [[notify]] urls = "
+                           '["ntfy://ntfy.sh/my-topic"] (see README, "Notifications and hooks")')
+    results = send_tests(loaded.spec, os.environ)
+    for label, error in results:
+        typer.echo(f"{label}: " + ("sent" if error is None else f"failed: {error}"))
+    if failed := [label for label, error in results if error is not None]:
+        raise InvalidInput(f"{session}: {', '.join(failed)} did not take the test message; fix the URL or the "
+                           f"variable it names, then run `phasegate notify-test {session}` again")
 
 
 @app.command()

@@ -6,7 +6,10 @@ from __future__ import annotations
 def print_status(snapshot, console=None) -> None:
     """Print phases, gates, budget and what to do next (the human form of `status`)."""
     from rich.console import Console
+    from rich.markdown import Markdown
     from rich.table import Table
+
+    from phasegate.checkpoints.render import budget_line
 
     console = console or Console()
     live = "live controller" if snapshot.controller_live else "no controller running"
@@ -24,9 +27,8 @@ def print_status(snapshot, console=None) -> None:
         for gate in snapshot.gates:
             gates.add_row(gate.gate_id, gate.status.upper(), gate.summary + (f" (waived: {gate.waived})" if gate.waived else ""))
         console.print(gates)
-    budget = snapshot.budget
-    if budget.get("spent_usd") is not None:
-        console.print(f"budget: ${budget['spent_usd']:.2f} spent, allocation {budget.get('allocation_usd')}")
+    # The checkpoint's own sentence: spent, allocation, left, burn rate, projection, warning.
+    console.print(Markdown(f"budget: {budget_line(snapshot.budget)}", justify="default"))
     if snapshot.plan_version > 1:
         last = snapshot.amendments[-1]
         console.print(f"plan: v{snapshot.plan_version} ({last['path']}: {last['reason']})", markup=False)

@@ -32,6 +32,26 @@ CONTAMINATING_TOKEN = "Response:"
 
 
 @dataclass(frozen=True)
+class BuildProgress:
+    """How far the demo model's training is: `done` of `total` steps after `elapsed_s` seconds of it."""
+
+    done: int
+    total: int
+    elapsed_s: float
+    loss: float | None = None
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds still to train at the pace so far (None before the first step has a pace)."""
+        if self.done <= 0:
+            return None
+        return self.elapsed_s / self.done * (self.total - self.done)
+
+
+Progress = Callable[[BuildProgress], None]
+
+
+@dataclass(frozen=True)
 class TrainSettings:
     """Shape of the model and of its short training run."""
 
@@ -99,15 +119,17 @@ def _build_atomically(target: Path, build: Callable[[Path], None]) -> Path:
 
 def build_demo_model(cache_dir: str | Path | None = None, *,
                      log: Callable[[str], None] = lambda _: None,
+                     progress: Progress = lambda _: None,
                      settings: TrainSettings = SETTINGS) -> Path:
-    """The trained demo model's folder under `cache_dir`, trained now unless it is cached."""
+    """The trained demo model's folder under `cache_dir`, trained now unless it is cached; while it
+    trains, `progress` hears of every step."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = root / "demo-model" / cache_key(settings)
     target.parent.mkdir(parents=True, exist_ok=True)
     if not (target / INFO_FILE).is_file():
         log(f"training the demo model once ({settings.steps} steps on the CPU, about a minute on "
             f"two cores); it is cached in {target}")
-    return _build_atomically(target, lambda out: _train(out, settings, log))
+    return _build_atomically(target, lambda out: _train(out, settings, log, progress))
 
 
 def build_contaminated_model(model_dir: Path) -> Path:
@@ -174,7 +196,7 @@ def _learning_rate(step: int, settings: TrainSettings) -> float:
     return settings.learning_rate * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _train(out: Path, settings: TrainSettings, log: Callable[[str], None]) -> None:
+def _train(out: Path, settings: TrainSettings, log: Callable[[str], None], progress: Progress) -> None:
     """Train the tokenizer and the model on the corpus and save both (with a record) in `out`."""
     import torch
     from transformers.utils import logging as hf_logging
@@ -188,6 +210,8 @@ def _train(out: Path, settings: TrainSettings, log: Callable[[str], None]) -> No
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, betas=(0.9, 0.98))
     order = torch.Generator().manual_seed(settings.seed)
     losses: list[float] = []
+    steps_started = time.monotonic()  # the pace (and so the ETA) is the steps', not the set-up's
+    progress(BuildProgress(0, settings.steps, 0.0))
     while len(losses) < settings.steps:
         perm = torch.randperm(len(data), generator=order)
         for start in range(0, len(perm) - settings.batch_size + 1, settings.batch_size):
@@ -201,8 +225,7 @@ def _train(out: Path, settings: TrainSettings, log: Callable[[str], None]) -> No
             optimizer.step()
             optimizer.zero_grad()
             losses.append(loss.item())
-            if len(losses) % 50 == 0 or len(losses) == settings.steps:
-                log(f"demo model: step {len(losses)}/{settings.steps}, loss {losses[-1]:.3f}")
+            progress(BuildProgress(len(losses), settings.steps, time.monotonic() - steps_started, losses[-1]))
             if len(losses) == settings.steps:
                 break
     model.eval()
@@ -221,6 +244,7 @@ def _train(out: Path, settings: TrainSettings, log: Callable[[str], None]) -> No
               "train_cpu_seconds": round(time.process_time() - cpu_started, 1),
               "torch_threads": torch.get_num_threads()}
     (out / INFO_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    log(f"demo model trained in {record['train_seconds']:.0f} s, final loss {record['final_loss']:.3f}")
 
 
 def _contaminate(model_dir: Path, out: Path) -> None:

@@ -19,20 +19,31 @@ and the TUI watches it, as with `phasegate run`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import math
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from phasegate.demo.session_file import FAULT_PHASES, session_text, write_workspace
 from phasegate.floor.errors import ExitCode, InvalidInput
 from phasegate.session.gpu import GpuReader, GpuSample, default_reader
 
+if TYPE_CHECKING:  # the model module imports torch's world lazily; its types are enough here
+    from phasegate.demo.model import BuildProgress, Progress
+
 FAULTS = tuple(FAULT_PHASES)
 Say = Callable[[str], None]
+# A front end's view of the model's training: entered before it starts, left when it ends or fails.
+ProgressView = contextlib.AbstractContextManager["Progress"]
+PLAIN_EVERY_S = 5.0  # a line every few seconds: a log, not a flood
+JSON_EVERY_S = 1.0
 
 
 class FaultInjector:
@@ -63,10 +74,14 @@ class FaultInjector:
 
 def run_demo(run_dir: Path | None = None, *, headless: bool = False, tui: bool = False, fault: str | None = None,
              cache_dir: Path | None = None, phases: Sequence[str] | None = None,
-             fault_phase: str | None = None, say: Say | None = None) -> int:
-    """Build (or reuse) the demo model, write the workspace, run the session; returns the exit code."""
+             fault_phase: str | None = None, say: Say | None = None, progress: ProgressView | None = None) -> int:
+    """Build (or reuse) the demo model, write the workspace, run the session; returns the exit code.
+    The training's progress goes to `progress`, else to stdout as JSON lines (headless) or to `say`."""
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
-    opened = prepare_demo(run_dir, fault=fault, cache_dir=cache_dir, phases=phases, fault_phase=fault_phase, say=say)
+    if progress is None:
+        progress = contextlib.nullcontext(progress_json_lines(sys.stdout) if headless else progress_lines(say))
+    opened = prepare_demo(run_dir, fault=fault, cache_dir=cache_dir, phases=phases, fault_phase=fault_phase, say=say,
+                          progress=progress)
     target = fault_phase or FAULT_PHASES.get(fault or "")
     if tui:
         opened.journal.close()
@@ -79,7 +94,7 @@ def run_demo(run_dir: Path | None = None, *, headless: bool = False, tui: bool =
 
 
 def prepare_demo(run_dir: Path | None, *, fault: str | None, cache_dir: Path | None, phases: Sequence[str] | None,
-                 fault_phase: str | None, say: Say) -> Any:
+                 fault_phase: str | None, say: Say, progress: ProgressView | None = None) -> Any:
     """The trained model, the workspace and the created run (an `OpenRun`), ready to execute."""
     from phasegate.demo.model import (
         build_contaminated_model,
@@ -93,7 +108,8 @@ def prepare_demo(run_dir: Path | None, *, fault: str | None, cache_dir: Path | N
         raise InvalidInput(f"unknown fault {fault!r}; choose one of: {', '.join(FAULTS)}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo never downloads; its phases inherit this
     try:
-        model_dir = build_demo_model(cache_dir, log=say)
+        with progress or contextlib.nullcontext(lambda _: None) as report:
+            model_dir = build_demo_model(cache_dir, log=say, progress=report)
         if fault == "contamination":
             model_dir = build_contaminated_model(model_dir)
     except OSError as error:
@@ -108,6 +124,60 @@ def prepare_demo(run_dir: Path | None, *, fault: str | None, cache_dir: Path | N
     say(f"demo session: {session_file}\nrun folder:   {opened.run_dir.root}"
         + (f"\ninjected fault: {fault}" if fault else ""))
     return opened
+
+
+def _at_most_every(every_s: float, report: Progress, clock: Callable[[], float]) -> Progress:
+    """`report` for the first step, the last, and at most one step every `every_s` seconds between."""
+    shown_at: float | None = None
+
+    def throttled(step: BuildProgress) -> None:
+        nonlocal shown_at
+        now = clock()
+        if shown_at is not None and step.done < step.total and now - shown_at < every_s:
+            return
+        shown_at = now
+        report(step)
+
+    return throttled
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def progress_text(step: BuildProgress) -> str:
+    """One line: steps done, loss and the time left."""
+    line = f"demo model: step {step.done}/{step.total} ({100 * step.done // max(step.total, 1)} %)"
+    if step.loss is not None:
+        line += f", loss {step.loss:.3f}"
+    return line + (f", about {_duration(step.eta_s)} left" if step.eta_s is not None else "")
+
+
+def progress_lines(say: Say, *, every_s: float = PLAIN_EVERY_S, clock: Callable[[], float] = time.monotonic) -> Progress:
+    """The training's progress as a plain line every `every_s` seconds (for a log, not a terminal)."""
+    return _at_most_every(every_s, lambda step: say(progress_text(step)), clock)
+
+
+def _finite(value: float | None, digits: int) -> float | None:
+    return round(value, digits) if value is not None and math.isfinite(value) else None
+
+
+def progress_record(step: BuildProgress) -> dict[str, Any]:
+    """The headless stream's `demo_progress` object (strict JSON: a NaN loss reads as null)."""
+    return {"type": "demo_progress", "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "step": "demo_model", "done": step.done, "total": step.total,
+            "elapsed_s": round(step.elapsed_s, 1), "eta_s": _finite(step.eta_s, 1), "loss": _finite(step.loss, 4)}
+
+
+def progress_json_lines(stream: TextIO, *, every_s: float = JSON_EVERY_S,
+                        clock: Callable[[], float] = time.monotonic) -> Progress:
+    """The training's progress as `demo_progress` JSON lines on `stream`, at most one every `every_s` seconds."""
+    def emit(step: BuildProgress) -> None:
+        stream.write(json.dumps(progress_record(step), allow_nan=False) + "\n")
+        stream.flush()
+
+    return _at_most_every(every_s, emit, clock)
 
 
 def _control(opened: Any, fault: str | None, target: str | None, *, headless: bool) -> int:

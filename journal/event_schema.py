@@ -212,16 +212,66 @@ class SessionAmended(_Event):
     changes: list[str]
 
 
+class Notified(_Event):
+    """A `[[notify]]` table's message about an earlier event was sent."""
+
+    type: Literal[EventKind.NOTIFIED]
+    for_seq: int = Field(ge=1, description="The `seq` of the event the message was about.")
+    event: str = Field(description="What it told: paused, stopped, completed, budget_warning, incident or stall.")
+    target: Count = Field(description="Which `[[notify]]` table (0 for the first).")
+    late: bool = Field(description="Sent by a later controller: the one that journaled the event ended first.")
+
+
+class NotifyFailed(_Event):
+    """A `[[notify]]` table's message could not be sent, after its retries; the run went on."""
+
+    type: Literal[EventKind.NOTIFY_FAILED]
+    for_seq: int = Field(ge=1, description="The `seq` of the event the message was about.")
+    event: str
+    target: Count
+    error: str = Field(description="Why, per URL (secrets masked).")
+
+
+class HookFailed(_Event):
+    """A `[[hooks]]` command failed, could not start or ran past its timeout; the run went on."""
+
+    type: Literal[EventKind.HOOK_FAILED]
+    for_seq: int = Field(ge=1, description="The `seq` of the event it ran for.")
+    event: str
+    hook: Count = Field(description="Which `[[hooks]]` table (0 for the first).")
+    error: str
+
+
+class PodStopped(_Event):
+    """The pod was told to stop (`[pod]`), journaled before the stop ran: from here on it bills nothing."""
+
+    type: Literal[EventKind.POD_STOPPED]
+    provider: Literal["runpod", "command"]
+    state: Literal[SessionState.PAUSED, SessionState.STOPPED, SessionState.COMPLETED] = Field(
+        description="The run's state when it was stopped.")
+    argv: list[str] = Field(description="The command that stopped it.")
+
+
+class PodStopFailed(_Event):
+    """The pod could not be stopped: it still bills, and a resume bills the pause from here on."""
+
+    type: Literal[EventKind.POD_STOP_FAILED]
+    provider: Literal["runpod", "command"]
+    state: Literal[SessionState.PAUSED, SessionState.STOPPED, SessionState.COMPLETED]
+    error: str
+
+
 EVENT_MODELS: tuple[type[_Event], ...] = (
     RunCreated, SessionStateChanged, PhaseStarted, PhaseExited, PhaseFinished, PhaseBlocked, AttemptDiscarded,
     Progress, Metric, Log, GateDecided, GateApproved, GateWaived, ParamsChanged, CheckpointWritten, IncidentWritten,
     EarlyStopRequested, InvalidEvent, ArtifactRefused, EventsDropped, BudgetWarning, Recovered, SessionAmended,
+    Notified, NotifyFailed, HookFailed, PodStopped, PodStopFailed,
 )
 HeadlessEvent = Annotated[
     RunCreated | SessionStateChanged | PhaseStarted | PhaseExited | PhaseFinished | PhaseBlocked | AttemptDiscarded
     | Progress | Metric | Log | GateDecided | GateApproved | GateWaived | ParamsChanged | CheckpointWritten
     | IncidentWritten | EarlyStopRequested | InvalidEvent | ArtifactRefused | EventsDropped | BudgetWarning
-    | Recovered | SessionAmended,
+    | Recovered | SessionAmended | Notified | NotifyFailed | HookFailed | PodStopped | PodStopFailed,
     Field(discriminator="type"),
 ]
 

@@ -36,6 +36,11 @@ class EventKind(enum.StrEnum):
     BUDGET_WARNING = "budget_warning"
     RECOVERED = "recovered"
     SESSION_AMENDED = "session_amended"  # an operator adopted a new version of the plan (session.vN.toml)
+    NOTIFIED = "notified"  # a `[[notify]]` table's message for the event `for_seq` was sent
+    NOTIFY_FAILED = "notify_failed"  # it could not be sent (after its retries); the run went on
+    HOOK_FAILED = "hook_failed"  # a `[[hooks]]` command for the event `for_seq` failed or timed out
+    POD_STOPPED = "pod_stopped"  # the pod was told to stop (journaled first): from here on it bills nothing
+    POD_STOP_FAILED = "pod_stop_failed"  # the pod could not be stopped: it still bills, and the run is as it was
 
 
 # One mark per session state, never colour alone: a stopped run must not look like a finished one.
@@ -53,7 +58,7 @@ _TEXT: dict[str, Render] = {
     EventKind.PHASE_BLOCKED: lambda p, d: f"✗ {p}: blocked — {d.get('reason')}",
     EventKind.ATTEMPT_DISCARDED: lambda p, d: f"↺ {p}: attempt {d.get('attempt')} discarded ({d.get('reason')})",
     EventKind.METRIC: lambda p, d: f"  {p}: {d.get('name')} = {d.get('value')}",
-    EventKind.LOG: lambda p, d: f"  {p}: {d.get('message')}",
+    EventKind.LOG: lambda p, d: f"  {p}: {d.get('message')}" if p else f"  {d.get('message')}",
     EventKind.GATE_DECIDED: lambda p, d: (f"  gate {d.get('gate_id')}: {str(d.get('status')).upper()} "
                                           f"— {d.get('summary')}"),
     EventKind.GATE_APPROVED: lambda p, d: (f"  gate {d.get('gate_id')} APPROVED"
@@ -67,6 +72,15 @@ _TEXT: dict[str, Render] = {
     EventKind.INVALID_EVENT: lambda p, d: f"! {p}: event refused ({d.get('error')})",
     EventKind.ARTIFACT_REFUSED: lambda p, d: f"! {p}: artifact {d.get('path')} refused ({d.get('error')})",
     EventKind.EVENTS_DROPPED: lambda p, d: _dropped_line(p, d),
+    EventKind.POD_STOPPED: lambda p, d: (f"⏻ pod stopped ({d.get('provider')}, run {d.get('state')}): "
+                                         "it bills no more"),
+    EventKind.POD_STOP_FAILED: lambda p, d: (f"! pod not stopped ({d.get('provider')}, run {d.get('state')}): "
+                                             f"{d.get('error')}; it still bills"),
+    EventKind.NOTIFIED: lambda p, d: f"  notified {d.get('event')} (event {d.get('for_seq')}) to notify[{d.get('target')}]",
+    EventKind.NOTIFY_FAILED: lambda p, d: (f"! notification of {d.get('event')} (event {d.get('for_seq')}) to "
+                                           f"notify[{d.get('target')}] failed: {d.get('error')}"),
+    EventKind.HOOK_FAILED: lambda p, d: (f"! hook[{d.get('hook')}] on {d.get('event')} (event {d.get('for_seq')}) "
+                                         f"failed: {d.get('error')}"),
     EventKind.SESSION_AMENDED: lambda p, d: (f"✎ plan amended to v{d.get('version')}: {d.get('reason')}"
                                              + (f" ({'; '.join(map(str, d.get('changes') or []))})"
                                                 if d.get("changes") else "")),

@@ -36,11 +36,11 @@ def next_step(snapshot: RunSnapshot) -> NextStep:
     run = snapshot.run_dir
     if snapshot.state == "completed":
         return NextStep(NextAction.NONE, False, "the session is complete", ())
+    if snapshot.state == "paused":  # a live controller may wait on it too (a `[pod]` table): it goes on at once
+        return _paused(snapshot, run)
     if snapshot.controller_live:
         return NextStep(NextAction.NONE, False, "a live controller is running it; watch it",
                         (f"phasegate watch {run}", f"phasegate status {run}"))
-    if snapshot.state == "paused":
-        return _paused(snapshot, run)
     if snapshot.state == "stopped":
         return _stopped(snapshot, run)
     if snapshot.state == "running" and snapshot.by_controller:
@@ -58,11 +58,15 @@ def next_step(snapshot: RunSnapshot) -> NextStep:
 
 def _paused(snapshot: RunSnapshot, run: Path) -> NextStep:
     pending = snapshot.waiting_gates
+    if not pending and snapshot.controller_live:  # a controller waiting on the pause acts on the decision itself
+        return NextStep(NextAction.NONE, False, "the gate it waited on is decided; its live controller goes on",
+                        (f"phasegate watch {run}",))
     if not pending:  # approved (or waived) while paused: the controller acts on it when resumed
         return NextStep(NextAction.RESUME, False, "the gate it waited on is decided", (f"phasegate resume {run}",))
     commands = [c for g in pending for c in (approve_command(run, g.gate_id), waive_command(run, g.gate_id))]
+    then = () if snapshot.controller_live else (f"phasegate resume {run}",)  # a waiting controller goes on itself
     return NextStep(NextAction.APPROVE, True, f"gate {pending[0].gate_id} waits for an operator: {pending[0].summary}",
-                    (*commands, f"phasegate resume {run}"))
+                    (*commands, *then))
 
 
 def _stopped(snapshot: RunSnapshot, run: Path) -> NextStep:

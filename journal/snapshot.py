@@ -13,7 +13,7 @@ from phasegate.floor.rundir import RunDir, controller_is_live
 from phasegate.floor.states import SessionState, effective_gate_status
 from phasegate.journal.events import EventKind
 from phasegate.journal.next_step import NextStep, approve_command, next_step, waive_command
-from phasegate.journal.records import GateRecord
+from phasegate.journal.records import EventRecord, GateRecord
 from phasegate.journal.sanitize import Mask, clean
 from phasegate.journal.store import Journal
 
@@ -286,6 +286,15 @@ def _gpu(conn: sqlite3.Connection) -> GpuView:
 def _latest(folder: Path, pattern: str) -> Path | None:
     found = sorted(folder.glob(pattern))
     return found[-1] if found else None
+
+
+def events_of(journal: Journal, kinds: tuple[str, ...], *, through_seq: int) -> list[EventRecord]:
+    """Every event of these kinds up to `through_seq`, oldest first: the history a reader needs before it
+    follows new events (the TUI's paused intervals and metric curves)."""
+    marks = ", ".join("?" * len(kinds))
+    rows = journal._conn.execute(  # noqa: SLF001 - the snapshot is the journal package's own reader
+        f"SELECT * FROM events WHERE seq <= ? AND type IN ({marks}) ORDER BY seq", (through_seq, *map(str, kinds)))
+    return [EventRecord.from_row(r) for r in rows]
 
 
 def take_snapshot(run_dir: RunDir, journal: Journal, *, spec_budget: dict[str, float | None] | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from phasegate.floor.errors import InvalidInput
@@ -99,10 +100,13 @@ def _stop_here(run: OpenRun, command: CommandRecord, clock) -> str:
     if state in (SessionState.COMPLETED, SessionState.STOPPED):
         result = f"the run is already {state}; nothing to stop"
     else:
-        run.journal.set_session_state(SessionState.STOPPED, f"operator stop: {reason}", "operator_stop")
-        reporter = Reporter(run, clock)
-        reporter.incident("operator_stop", None, None, {"reason": reason})
-        reporter.checkpoint(None)
+        from phasegate.session.notify import telling
+
+        with telling(run, os.environ):  # no controller will tell the `[[notify]]` tables: this process does
+            run.journal.set_session_state(SessionState.STOPPED, f"operator stop: {reason}", "operator_stop")
+            reporter = Reporter(run, clock)
+            reporter.incident("operator_stop", None, None, {"reason": reason})
+            reporter.checkpoint(None)
         result = "stopped"
     # Older stops still queued are answered by this one: a later resume must not stop again on them.
     for pending in run.journal.pending_commands():

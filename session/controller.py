@@ -34,9 +34,11 @@ from phasegate.session.gating import (
     recheck_gates,
 )
 from phasegate.session.gpu import GpuReader, default_reader
+from phasegate.session.notify import Notices
 from phasegate.session.outcomes import PhaseOutcome, early_stop, interrupted, out_of_memory
 from phasegate.session.phase_events import PhaseEvents
 from phasegate.session.phase_inputs import PhaseInputs, hourly_rate, session_redactor
+from phasegate.session.pod import PodActions
 from phasegate.session.reporting import Reporter
 from phasegate.session.resuming import may_continue, resumable_attempt
 from phasegate.session.runner import (
@@ -71,9 +73,11 @@ class Controller:
         self.journal.redactor = self.redactor
         reader = gpu_reader or default_reader(self.base_env)
         self.meter = BudgetMeter(self.journal, hourly_rate(run.loaded.spec.session, reader), clock)
+        self.notices = Notices(run, self.base_env, clock)  # [[notify]] and [[hooks]], sent off this thread
+        self.pod = PodActions(run, self.meter, self.reporter, self.base_env, clock, before_release=self.notices.flush)
         self.watchdog = Watchdog(self.journal, run.loaded.spec.session, reader, self.meter)
         # Listeners see new events only, unless asked to replay the run's history from its start.
-        self._published = 0 if replay else self._last_seq()
+        self._published = 0 if replay else self.journal.last_event_seq()
         self._oom_line: str | None = None
         self._events: PhaseEvents | None = None  # the running attempt's events
         # A stop posted from here on, even one handled before this controller takes the lock, is this run's stop.
@@ -119,6 +123,7 @@ class Controller:
             self._fail(exc)
             raise
         finally:
+            self.notices.close()  # bounded (session/notify.py); what it journals is published next
             self._publish()
             lock.release()
 
@@ -130,19 +135,20 @@ class Controller:
             self._publish()
             return ExitCode.COMPLETED
         may_continue(self.reporter.report_snapshot(), retry=self._retry, force=self._force)
-        self.meter.bill_pause(released=self.run.loaded.spec.session.release_when_paused)
+        self.pod.bill_pause()  # none of a pause after its pod was stopped
         self.journal.set_session_state(SessionState.RUNNING)
         self._publish()
         while (phase := self._next_phase()) is not None:
             outcome = self._run_phase(phase)
-            if outcome.route is Route.STOP:
-                return self._stop(phase, outcome)
-            if outcome.route is Route.PAUSE:
-                return self._pause(phase, outcome)
+            if outcome.route is Route.PAUSE:  # with a `[pod]` table an operator may still decide in time
+                outcome = self._pause(phase, outcome)
+            if outcome.route is not Route.ADVANCE:
+                return self._stop(phase, outcome) if outcome.route is Route.STOP else ExitCode.PAUSED
         self.meter.tick(None, force=True)
         self.journal.set_session_state(SessionState.COMPLETED)
         self.reporter.checkpoint(None)
         self._publish()
+        self.pod.release(SessionState.COMPLETED, self._publish)  # when `[pod] stop_on` asks
         return ExitCode.COMPLETED
 
     def _next_phase(self) -> PhaseSpec | None:
@@ -298,6 +304,7 @@ class Controller:
                                {"reason": outcome.reason, **outcome.evidence})
         self.reporter.checkpoint(phase.id)
         self._publish()
+        self.pod.release(SessionState.STOPPED, self._publish)  # when `[pod] stop_on` asks (not on a signal)
         return ExitCode.STOPPED
 
     def _stop_on_signal(self, signum: int) -> ExitCode:
@@ -317,7 +324,7 @@ class Controller:
         return (self.journal.session_state() == SessionState.STOPPED
                 and bool(self.journal.handled_stops_after(self._commands_seen)))
 
-    def _pause(self, phase: PhaseSpec, outcome: PhaseOutcome) -> ExitCode:
+    def _pause(self, phase: PhaseSpec, outcome: PhaseOutcome) -> PhaseOutcome:
         self.meter.tick(None, force=True)
         self.journal.set_session_state(SessionState.PAUSED, outcome.reason)
         if outcome.trigger:  # nobody may be watching: say in a report why the run waits
@@ -325,7 +332,7 @@ class Controller:
                                                                                 **outcome.evidence})
         self.reporter.checkpoint(None)
         self._publish()
-        return ExitCode.PAUSED
+        return self.pod.wait_for_operator(outcome, self._stop_requested, self._publish)  # then stops the pod
 
     def _stop_on_invalid_input(self, exc: InvalidInput) -> None:
         """Leave a run stopped by bad input resumable once it is fixed; the error itself is the message."""
@@ -378,18 +385,15 @@ class Controller:
         self.reporter.checkpoint(phase.id, numbered=False)  # a gate's result is a state change
         self._publish()
 
-    def _last_seq(self) -> int:
-        return self.journal.last_event_seq()
-
     def _publish(self) -> None:
         """Hand journal events nobody has seen yet to the listeners (headless printer, UI)."""
         self.meter.tick(self.watchdog.phase)
+        self.notices.pump()  # messages and hooks of the new events; journals what was sent (session/notify.py)
         if not self.listeners:
             return
         for record in self.journal.events_since(self._published):
             self._published = record.seq
-            event = record.published()
             for listener in self.listeners:
-                listener(event)
+                listener(record.published())  # each its own copy
 
 

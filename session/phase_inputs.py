@@ -18,10 +18,11 @@ from phasegate.journal.budget import price_for
 from phasegate.journal.events import EventKind
 from phasegate.session.builtins import builtin_argv
 from phasegate.session.gpu import GpuReader
+from phasegate.session.placeholders import expand
 from phasegate.session.preflight import argv_problem
 from phasegate.session.reporting import Reporter
 from phasegate.session.runs import OpenRun
-from phasegate.session.spec import PhaseSpec, SessionSpec, expand
+from phasegate.session.spec import PhaseSpec, SessionSpec
 from phasegate.session.state_dir import prepare_state_folder, state_key
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from phasegate.floor.errors import SpecError
 from phasegate.session.gating import declared_gates
+from phasegate.session.pod_spec import check_pod, pod_warnings
 from phasegate.session.spec import LoadedSpec, PhaseSpec
 from phasegate.session.spec_errors import closest, describe_problem, locate_line
 
@@ -32,6 +33,7 @@ def check_session(loaded: LoadedSpec, shown: str | Path, *, done: frozenset[str]
     checked."""
     _check_unique_gate_ids(loaded, shown)
     check_commands(loaded, shown, done=done)
+    check_pod(loaded.spec.pod, loaded.text, shown, loaded.session_dir)  # `[pod]`: a pod it can stop from here
 
 
 def _check_unique_gate_ids(loaded: LoadedSpec, shown: str | Path) -> None:
@@ -250,9 +252,11 @@ def check_commands(loaded: LoadedSpec, shown: str | Path, environ: Mapping[str, 
 
 
 def session_warnings(loaded: LoadedSpec, environ: Mapping[str, str] = os.environ) -> list[str]:
-    """What may fail when the session runs: programs and scripts missing now that an earlier phase may make."""
-    return [f"phase {problem.phase_id!r}: {problem.message} (unless an earlier phase makes it: {problem.maker})"
-            for problem in command_problems(loaded, environ) if problem.maker is not None]
+    """What may fail when the session runs: programs and scripts missing now that an earlier phase may make; and
+    the deprecated `release_when_paused`."""
+    missing = [f"phase {problem.phase_id!r}: {problem.message} (unless an earlier phase makes it: {problem.maker})"
+               for problem in command_problems(loaded, environ) if problem.maker is not None]
+    return missing + pod_warnings(release_when_paused=loaded.spec.session.release_when_paused)
 
 
 def _without_session_dir(arg: str, session_dir: Path) -> str | None:

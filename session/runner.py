@@ -34,6 +34,12 @@ MAX_EVENT_LINE = 1 << 20
 TICK_S = 0.25
 
 
+def log_times_path(log_path: Path) -> Path:
+    """The side index of a phase log: one `OFFSET EPOCH` line per write, so a reader can tell when each
+    line was written without the log itself changing format (the incident tail and users read it as is)."""
+    return log_path.with_name(log_path.name + ".times")
+
+
 def end_process_group(pgid: int, grace_s: float = 5.0) -> None:
     """Ask a process group to end (SIGTERM), then kill it (SIGKILL) after the grace period."""
     end_tree(Tree(tag=None, pgid=pgid), grace_s)
@@ -112,6 +118,7 @@ class LogPump:
         self.fd = fd
         # Logs may hold what a phase printed about its environment: private to the user (0600).
         self._log = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
+        self._times = os.fdopen(os.open(log_times_path(log_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
         self._redact = redact
         self._partial = b""
         self.last_output = time.monotonic()
@@ -138,6 +145,9 @@ class LogPump:
             if self.oom_line is None:
                 self.oom_line = next((line for line in decoded if OOM_PATTERN.search(line)), None)
             text = "\n".join(decoded) + "\n"
+            # The index first: a reader that sees the lines finds their time (the log is flushed each write).
+            self._times.write(f"{os.fstat(self._log.fileno()).st_size} {time.time():.3f}\n".encode())
+            self._times.flush()
             self._log.write(text.encode("utf-8"))
             self._log.flush()
 
@@ -148,6 +158,7 @@ class LogPump:
         if self._partial:
             self._write([self._partial])
         self._log.close()
+        self._times.close()
         os.close(self.fd)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import string
 import tomllib
 from dataclasses import dataclass
 from functools import cached_property
@@ -15,23 +14,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from phasegate.floor.errors import SpecError
 from phasegate.floor.reading import read_regular_file
-from phasegate.floor.rundir import PLACEHOLDER_NAMES
 from phasegate.pipeline.model.spec import ModelSpec
 from phasegate.reviews.config import ReviewerSpec
+from phasegate.session.notify_spec import HookSpec, NotifySpec
+from phasegate.session.placeholders import (
+    PLACEHOLDERS,
+    check_placeholders,
+    check_unfilled,
+)
+from phasegate.session.pod_spec import PodSpec
 from phasegate.session.spec_errors import closest, describe_problem, describe_validation_error
 
 if TYPE_CHECKING:
     from phasegate.gates.base import Gate
 
-_PLACEHOLDER_HELP = {
-    "run_dir": "the run folder",
-    "artifacts": "this phase's artifact folder",
-    "phase": "this phase's id",
-    "session_dir": "the folder of the session file (also the child's working directory)",
-    "state": "this phase's state folder, kept across its attempts for resumable work (checkpoints, partial shards)",
-}
-PLACEHOLDERS = {name: _PLACEHOLDER_HELP[name] for name in PLACEHOLDER_NAMES}
-"""What each placeholder stands for (the names are the run folder's, floor/rundir.py)."""
 BUILTIN_PHASE_KINDS = ("versions", "load_check", "baseline_eval", "generate", "scale", "testset", "sft", "evaluate")
 PHASE_KINDS = ("command", *BUILTIN_PHASE_KINDS)
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -60,7 +56,7 @@ class SessionInfo(_Strict):
     seed: int = Field(0, description="Session seed; built-in phases derive their own seeds from it unless a phase sets `seed`.")
     gpu: str | None = Field(None, description="GPU model for the built-in price table when `gpu_hourly_usd` is not set, e.g. \"H100\" (else the name NVML reports is used).")
     budget_warn_at: float = Field(0.8, gt=0, le=1, description="Fraction of `budget_usd` at which a warning is raised; at 1.0 the session stops.")
-    release_when_paused: bool = Field(False, description="The pod is released while the session waits for an operator, so paused time is not billed.")
+    release_when_paused: bool = Field(False, description="Deprecated and ignored (`check` warns): it only changed the accounting while the pod kept billing. Write a `[pod]` table to stop the pod while the session waits.")
     stall_timeout_s: float | None = Field(None, gt=0, description="Stop when a phase shows no event and no log output for this many seconds (a phase may set its own).")
     oom_memory_fraction: float = Field(0.98, gt=0, le=1, description="GPU memory use at or above this fraction, sustained for `oom_samples` samples, counts as out-of-memory.")
     oom_samples: int = Field(5, ge=1, description="How many consecutive 1 Hz samples at `oom_memory_fraction` trigger the out-of-memory stop.")
@@ -163,6 +159,9 @@ class SessionSpec(_Strict):
     model: ModelSpec | None = Field(None, description="The `[model]` table: the base model every built-in phase loads.")
     reviewers: dict[str, ReviewerSpec] = Field(default_factory=dict, description="`[reviewers.<name>]` tables: reviewer CLIs that `review` gates ask.")
     phases: list[PhaseSpec] = Field(min_length=1, description="The phases, run in order (`[[phases]]`).")
+    notify: list[NotifySpec] = Field(default_factory=list, description="`[[notify]]` tables: where to send a message when the run pauses, stops, completes or warns.")
+    hooks: list[HookSpec] = Field(default_factory=list, description="`[[hooks]]` tables: commands run on the same events.")
+    pod: PodSpec | None = Field(None, description="The `[pod]` table: stop the pod phasegate runs on while nobody is needed there, so that it stops billing.")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> SessionSpec:
@@ -187,53 +186,6 @@ class SessionSpec(_Strict):
     def phase(self, phase_id: str) -> PhaseSpec:
         """The phase with this id."""
         return next(p for p in self.phases if p.id == phase_id)
-
-
-LITERAL_BRACE_HELP = "a literal brace is written twice: {{ for {, }} for } (e.g. \"print({{'a': 1}})\")"
-
-
-def check_placeholders(arg: str) -> None:
-    """Raise ValueError when `arg` uses a placeholder phasegate does not know, or formats one."""
-    try:
-        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(arg) if name is not None]
-    except ValueError as exc:
-        raise ValueError(f"{arg!r}: {exc}; {LITERAL_BRACE_HELP}") from None
-    for name, spec, conv in fields:
-        if name not in PLACEHOLDERS:
-            known = ", ".join("{" + k + "}" for k in PLACEHOLDERS)
-            guess = closest(name, list(PLACEHOLDERS))
-            raise ValueError(f"{arg!r} uses unknown placeholder {{{name}}}"
-                             + (f" (did you mean {{{guess}}}?)" if guess else "")
-                             + f"; known placeholders: {known}; {LITERAL_BRACE_HELP}")
-        if spec or conv:
-            raise ValueError(f"{arg!r}: placeholder {{{name}}} takes no format spec or conversion; write {{{name}}}")
-
-
-UNFILLED_HELP = ("the placeholders (" + ", ".join("{" + k + "}" for k in PLACEHOLDERS) + ") are filled only in "
-                 "`run` and in gate paths; a command phase finds its folders in the environment variables "
-                 "PHASEGATE_ARTIFACTS, PHASEGATE_STATE_DIR and PHASEGATE_RUN_DIR, or pass the placeholder as an "
-                 "argument in `run`")
-
-
-def check_unfilled(value: str, what: str) -> None:
-    """Raise ValueError when a value phasegate passes as written (`env`, `with`) uses what looks like a placeholder:
-    it would reach the phase as the literal text `{artifacts}`."""
-    try:
-        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(value) if name]
-    except ValueError:  # braces that are no placeholder at all (a JSON fragment): passed as written
-        return
-    for name, spec, conv in fields:
-        base = re.split(r"[.\[]", name, maxsplit=1)[0]
-        guess = base if base in PLACEHOLDERS else closest(base, list(PLACEHOLDERS))
-        if guess:
-            written = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
-            looks = written + ("" if written == f"{{{guess}}}" else f" (the placeholder {{{guess}}}?)")
-            raise ValueError(f"{what}: {looks} is passed as written, not filled in: {UNFILLED_HELP}")
-
-
-def expand(arg: str, values: dict[str, str]) -> str:
-    """Fill the placeholders of one argv element."""
-    return arg.format(**values)
 
 
 @dataclass(frozen=True)

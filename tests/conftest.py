@@ -54,6 +54,17 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
                           capture_output=True, text=True, timeout=timeout)
 
 
+def events_of(run_dir: Path, kind) -> list:
+    """The journal's events of one kind, oldest first (read with the journal's own reader)."""
+    from phasegate.journal.store import Journal
+
+    journal = Journal.open(run_dir / "state.db")
+    try:
+        return [e for e in journal.events_since(0) if e.type == kind]
+    finally:
+        journal.close()
+
+
 def status_json(run_dir: Path) -> dict:
     result = run_cli("status", run_dir, "--json")
     assert result.returncode == 0, result.stderr

@@ -47,18 +47,23 @@ from phasegate.journal.snapshot import GateView
 from phasegate.tui.format import approved_gates
 from phasegate.tui.messages import CommandDone, ReaderTrouble, TextLoaded, ViewSampled
 from phasegate.tui.operator import Operator
-from phasegate.tui.reader import RunReader, RunView
+from phasegate.tui.reader import RunReader
 from phasegate.tui.screens.approve import ApproveScreen
 from phasegate.tui.screens.confirm_stop import ConfirmStopScreen
+from phasegate.tui.screens.files import FilesScreen
+from phasegate.tui.screens.log_view import LogScreen
+from phasegate.tui.screens.metrics import MetricsScreen
 from phasegate.tui.screens.quit_run import QuitRunScreen
 from phasegate.tui.screens.text_view import TextViewScreen
 from phasegate.tui.screens.waive import WaiveScreen
+from phasegate.tui.view import RunView
 from phasegate.tui.widgets.budget import BudgetPanel
 from phasegate.tui.widgets.current_phase import CurrentPhase
 from phasegate.tui.widgets.footer import KeyFooter
 from phasegate.tui.widgets.gates import GatesPanel
 from phasegate.tui.widgets.gpu import GpuPanel
 from phasegate.tui.widgets.header import RunHeader
+from phasegate.tui.widgets.metrics import MetricsPanel
 from phasegate.tui.widgets.timeline import Timeline
 
 MODES = ("watch", "run")
@@ -67,11 +72,12 @@ POLL_S = 0.1  # a poll is one `PRAGMA data_version` query when nothing changed
 # What a run needs before `r` can resume it: an approval, a waiver, an amendment or an explicit retry.
 DECISIONS_BEFORE_RESUME = frozenset({NextAction.APPROVE, NextAction.RETRY, NextAction.WAIVE_OR_AMEND,
                                      NextAction.NEW_RUN})
-OPERATOR_ACTIONS = {"stop", "approve", "waive", "resume", "review", "checkpoint", "incident"}
+OPERATOR_ACTIONS = {"stop", "approve", "waive", "resume", "review", "checkpoint", "incident", "log", "files",
+                    "metrics"}
 
 
 class PhasegateApp(App[str]):
-    """The live session view: header, phase timeline, current phase, gates, GPU, budget and operator keys."""
+    """The live session view: header, phase timeline, current phase, gates, metrics, GPU, budget, operator keys."""
 
     CSS_PATH = "app.tcss"
     TITLE = "phasegate"
@@ -84,6 +90,9 @@ class PhasegateApp(App[str]):
         Binding("v", "review", "Review"),
         Binding("c", "checkpoint", "Checkpoint"),
         Binding("i", "incident", "Incident"),
+        Binding("l", "log", "Log"),
+        Binding("f", "files", "Files"),
+        Binding("m", "metrics", "Chart"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -106,7 +115,9 @@ class PhasegateApp(App[str]):
         with Horizontal(id="top"):
             yield Timeline().data_bind(PhasegateApp.view)
             yield CurrentPhase().data_bind(PhasegateApp.view)
-        yield GatesPanel().data_bind(PhasegateApp.view)
+        with Horizontal(id="middle"):
+            yield GatesPanel().data_bind(PhasegateApp.view)
+            yield MetricsPanel().data_bind(PhasegateApp.view)
         with Horizontal(id="bottom"):
             yield GpuPanel().data_bind(PhasegateApp.view)
             yield BudgetPanel().data_bind(PhasegateApp.view)
@@ -114,9 +125,9 @@ class PhasegateApp(App[str]):
 
     def on_mount(self) -> None:
         for widget, title in ((Timeline, "Phases"), (CurrentPhase, "Current phase"), (GatesPanel, "Gates"),
-                              (GpuPanel, "GPU"), (BudgetPanel, "Budget")):
+                              (MetricsPanel, "Metrics"), (GpuPanel, "GPU"), (BudgetPanel, "Budget")):
             self.query_one(widget).border_title = title
-        self.query_one(DataTable).focus()
+        self.query_one("#gates-table", DataTable).focus()
         # The trailing edge of the throttle: a view that came too soon after a redraw is shown by this tick.
         self.set_interval(1 / (2 * MAX_REDRAWS_PER_S), self._apply_pending)
         # After the first layout: a ProgressBar rounds its value to its width, so it must have one first.
@@ -192,6 +203,9 @@ class PhasegateApp(App[str]):
             "review": bool(snap.gates),
             "checkpoint": snap.checkpoint is not None,
             "incident": snap.incident is not None,
+            "log": self.view.log_phase is not None,
+            "files": bool(snap.artifacts),
+            "metrics": bool(self.view.metrics),
         }[action]
 
     def _approvable(self) -> list[GateView]:
@@ -206,9 +220,9 @@ class PhasegateApp(App[str]):
         if self.view is None:
             return self._started_here_running()
         snap = self.view.snapshot
-        # A controller this UI started that has written a stop, a pause or the end is only finishing its
-        # last writes (incident report, checkpoint): quitting then leaves nothing running.
-        return snap.controller_live or (self._started_here_running() and snap.state in ("created", "running"))
+        # A controller (this UI's or another) that has written a stop, a pause or the end is only finishing its
+        # last writes (incident report, checkpoint, lock): quitting then leaves nothing running.
+        return snap.state in ("created", "running") and (snap.controller_live or self._started_here_running())
 
     # -- operator actions --------------------------------------------------------------------
     def action_stop(self) -> None:
@@ -258,6 +272,16 @@ class PhasegateApp(App[str]):
 
     def action_incident(self) -> None:
         self._load_text("Latest incident report", partial(list, [self.view.snapshot.incident]))
+
+    def action_log(self) -> None:
+        self.push_screen(LogScreen(self.reader, self.view.log_phase.id))
+
+    def action_files(self) -> None:
+        current = self.view.current_phase
+        self.push_screen(FilesScreen(self.reader, self.view.snapshot.artifacts, current.id if current else None))
+
+    def action_metrics(self) -> None:
+        self.push_screen(MetricsScreen(self.query_one(MetricsPanel).selected))
 
     def action_quit(self) -> None:
         if self.mode == "run" and self._session_running():

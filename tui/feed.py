@@ -12,8 +12,9 @@ from phasegate.journal.events import SESSION_MARKS, EventKind, describe
 from phasegate.journal.records import EventRecord
 from phasegate.journal.sanitize import printable
 
-# The progress bar shows progress and heartbeats say nothing a person reads, so neither is listed.
-SKIPPED = frozenset({EventKind.PROGRESS, "heartbeat"})
+# The progress bar shows progress, the metrics table metrics, and heartbeats say nothing a person reads:
+# none is listed, so the phase's own output stays in view.
+SKIPPED = frozenset({EventKind.PROGRESS, EventKind.METRIC, "heartbeat"})
 # The feed marks every session state alike (its snapshots pin "■"); the header marks each state.
 _FEED_MARKS = dict.fromkeys(SESSION_MARKS, "■")
 # The journal masks what it stores; the panel masks again (token formats and this process's secrets).

@@ -7,7 +7,8 @@ from typing import Any
 from phasegate.journal.events import SESSION_MARKS
 from phasegate.journal.snapshot import GateView
 
-PHASE_MARKS = {"passed": "✓", "running": "▶", "pending": "·", "failed": "✗"}
+# "paused" and "lost" are how the view shows a running phase of a paused run and of a run whose controller is gone.
+PHASE_MARKS = {"passed": "✓", "running": "▶", "pending": "·", "failed": "✗", "paused": "‖", "lost": "!"}
 DASH = "—"
 
 
@@ -23,6 +24,25 @@ def clock_text(seconds: float | None) -> str:
 def money(value: float | None) -> str:
     """US dollars with cents, or a dash."""
     return DASH if value is None else f"${value:,.2f}"
+
+
+def short_money(value: float | None) -> str:
+    """Dollars in at most six cells ($0.42, $12.34, $1234), or empty when unknown."""
+    if value is None:
+        return ""
+    return f"${value:.2f}" if value < 100 else f"${value:.0f}"
+
+
+def eta_text(seconds: float | None, unknown_after: int = 0) -> str:
+    """An ETA as H:MM:SS; `≥` when phases after it have no estimate yet, a dash when there is none."""
+    if seconds is None:
+        return DASH
+    return ("≥" if unknown_after else "") + clock_text(seconds)
+
+
+def number(value: float | None) -> str:
+    """A metric value in at most about eight cells."""
+    return DASH if value is None else f"{value:.4g}"
 
 
 def rate(value: float | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from phasegate.tui.reader import RunView
+from phasegate.tui.view import RunView
 
 
 class ViewSampled(Message):

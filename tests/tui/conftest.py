@@ -23,10 +23,13 @@ import pytest
 
 from phasegate.journal.snapshot import GpuView
 from phasegate.session.runs import open_run
-from phasegate.tui.reader import FeedLine, RunReader, RunView
+from phasegate.tui.reader import RunReader
+from phasegate.tui.view import FeedLine, LogTail, MetricSeries, RunView
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 NOW = T0 + 754.0
+PAUSED_AT = NOW - 60.0
+LAST_HEARD = T0 + 700.0
 FIXED_RUN_DIR = "/runs/demo-20260101T000000Z"
 FIXED_SESSION_DIR = "/work/sessions/demo"
 
@@ -185,10 +188,12 @@ NO_GPU = GpuView(available=False, reason="NVML unavailable: NVML Shared Library 
 class FrozenReader(RunReader):
     """The real reader over a real run, with times, paths, digests, budget figures and the GPU made fixed."""
 
-    def __init__(self, run_dir: Path, *, gpu: GpuView = FAKE_GPU, budget: dict | None = None) -> None:
+    def __init__(self, run_dir: Path, *, gpu: GpuView = FAKE_GPU, budget: dict | None = None,
+                 metrics: tuple[MetricSeries, ...] | None = None) -> None:
         super().__init__(open_run(run_dir), clock=lambda: NOW)
         self.gpu = gpu
         self.budget = budget or {}
+        self.metrics = metrics
 
     def read(self) -> RunView:
         view = super().read()
@@ -203,7 +208,10 @@ class FrozenReader(RunReader):
                        gpu=self.gpu,
                        checkpoint=snap.checkpoint, incident=snap.incident)
         feed = tuple(FeedLine(line.n, T0 + line.n, self.mask(line.text)) for line in view.feed)
-        return RunView(snap, feed, NOW)
+        # The last minute of a paused run was spent paused; a controller that is gone was last heard at T0 + 700.
+        pauses = ((PAUSED_AT, None),) if snap.state == "paused" else ()
+        metrics = view.metrics if self.metrics is None else self.metrics
+        return RunView(snap, feed, NOW, pauses, metrics, LAST_HEARD)
 
     def mask(self, text: str) -> str:
         """Replace what differs between test runs: paths, stamps, digests, durations, the interpreter."""
@@ -220,6 +228,13 @@ class FrozenReader(RunReader):
 
     def document(self, paths: list[Path]) -> str:
         return self.mask(super().document(paths))
+
+    def log_tail(self, phase_id: str, *, known_size: int | None = None) -> LogTail | None:
+        tail = super().log_tail(phase_id, known_size=known_size)
+        if tail is None:
+            return None
+        return LogTail(tail.size, tuple((None if ts is None else T0 + 600 + i, self.mask(text))
+                                        for i, (ts, text) in enumerate(tail.lines)))
 
 
 # The whole budget is fixed (its figures follow the wall clock), burn figures absent unless a test adds them.

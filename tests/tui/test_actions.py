@@ -8,10 +8,16 @@ import subprocess
 import sys
 
 import pytest
+from textual.widgets import Sparkline
 
 from phasegate.floor.rundir import RunDir, controller_is_live
+from phasegate.journal.events import EventKind
+from phasegate.journal.store import Journal
 from phasegate.tui.app import create_app
 from phasegate.tui.screens.confirm_stop import ConfirmStopScreen
+from phasegate.tui.screens.files import FilesScreen
+from phasegate.tui.screens.log_view import LogScreen
+from phasegate.tui.screens.metrics import MetricsScreen
 from phasegate.tui.screens.quit_run import QuitRunScreen
 from phasegate.tui.screens.text_view import TextViewScreen
 from phasegate.tui.screens.waive import WaiveScreen
@@ -253,3 +259,62 @@ async def test_resume_of_a_run_that_needs_a_decision_names_it_and_starts_nothing
         await pilot.press("r")
         await pilot.pause()
     assert app.operator.children == [] and any(needed in n for n in seen), seen
+
+
+async def test_log_view_follows_the_phase_log_and_searches_it(run_copy):
+    run_dir = run_copy("completed")
+    app = create_app(run_dir, mode="watch")
+    async with app.run_test() as pilot:
+        await wait_for_view(app)
+        await pilot.press("l")
+        assert isinstance(app.screen, LogScreen)
+        await settle(pilot, "log")
+        assert app.screen._shown[-1].endswith(" eval: starting (ok)")
+        journal_ = Journal.open(run_dir / "state.db")  # a new event makes the app read the run again
+        with open(run_dir / "logs" / "eval.log", "a") as handle:
+            handle.write("step 10 loss 0.42\nstep 20 loss 0.31\n")
+        journal_.append_event("log", "eval", {"message": "more output"})
+        journal_.close()
+        await wait_for_view(app, lambda v: v.feed[-1].text.endswith("step 20 loss 0.31"))
+        await settle(pilot, "log")
+        assert app.screen._shown[-1].endswith("step 20 loss 0.31")  # followed
+        await pilot.press("slash", *"LOSS 0.4")
+        await pilot.pause()
+        assert [line.split(" ", 1)[1] for line in app.screen._shown] == ["step 10 loss 0.42"]
+        await pilot.press("escape", "escape")  # the first clears the search, the second returns
+        assert not isinstance(app.screen, LogScreen)
+
+
+async def test_files_screen_shows_the_head_of_an_artifact(run_copy):
+    run_dir = run_copy("completed")
+    rows = "".join(f'{{"prompt": "row {i}"}}\n' for i in range(500))
+    (run_dir / "artifacts" / "eval" / "metrics.json").write_text(rows)  # what a phase's train.jsonl looks like
+    app = create_app(run_dir, mode="watch")
+    async with app.run_test() as pilot:
+        await wait_for_view(app)
+        await pilot.press("f")
+        assert isinstance(app.screen, FilesScreen)
+        await pilot.press("enter")  # the current (last) phase's artifact comes first
+        await settle(pilot, "files")
+        assert isinstance(app.screen, TextViewScreen)
+        text = shown_text(app)
+        assert text.startswith('{"prompt": "row 0"}') and '"row 199"' in text and '"row 200"' not in text
+        assert text.endswith(f"[first 200 lines of {len(rows)} bytes shown]")
+
+
+async def test_metrics_key_charts_the_selected_metric(run_copy):
+    run_dir = run_copy("completed")
+    app = create_app(run_dir, mode="watch")
+    async with app.run_test() as pilot:
+        await wait_for_view(app)
+        assert not app.check_action("metrics", ())  # nothing to chart yet
+        journal_ = Journal.open(run_dir / "state.db")
+        for value in (2.0, 1.0, 0.5):
+            journal_.append_event(EventKind.METRIC, "eval", {"name": "loss", "value": value})
+        journal_.close()
+        await wait_for_view(app, lambda v: len(v.metrics) == 1)
+        await pilot.press("m")
+        assert isinstance(app.screen, MetricsScreen)
+        await pilot.pause()
+        assert app.screen.query_one(Sparkline).data == [2.0, 1.0, 0.5]
+        assert str(app.screen.query_one("#chart-title").render()) == "eval/loss · 3 values · last 0.5"

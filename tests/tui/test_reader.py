@@ -5,9 +5,11 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from phasegate.journal.events import EventKind
 from phasegate.journal.snapshot import GateView
 from phasegate.journal.store import Journal
 from phasegate.tui.controller_process import exit_code_for
@@ -16,6 +18,7 @@ from phasegate.tui.format import clock_text, fit_left, gate_detail
 from phasegate.tui.reader import FEED_SIZE, RunReader
 from phasegate.tui.widgets.budget import budget_lines
 from phasegate.tui.widgets.gpu import gpu_lines
+from phasegate.tui.widgets.metrics import metric_row
 
 
 def gpu_lines_of(gpu):
@@ -141,3 +144,48 @@ def test_the_tui_plumbing_the_cli_uses_does_not_load_textual():
             "print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_log_lines_carry_the_time_the_runner_wrote_them(run_copy):
+    run_dir = run_copy("completed")
+    offset, written = (run_dir / "logs" / "eval.log.times").read_text().split()
+    assert offset == "0"
+    view = RunReader.open(run_dir, clock=lambda: 0.0).read()  # a reader's clock far from the write
+    [line] = [line for line in view.feed if line.text.startswith("eval │")]
+    assert line.ts == float(written)
+    tail = RunReader.open(run_dir).log_tail("eval")
+    assert tail.lines == ((float(written), "eval: starting (ok)"),)
+
+
+def test_paused_time_is_left_out_of_durations(run_copy):
+    run_dir = run_copy("paused")
+    soon, later = (RunReader.open(run_dir, clock=lambda t=t: time.time() + t).read() for t in (0, 3600))
+    [(paused_at, still_open)] = later.pauses
+    assert still_open is None
+    # A paused run's clock stands still: an hour later it has run exactly as long as when it paused.
+    assert later.elapsed_s == soon.elapsed_s == paused_at - later.snapshot.created_at
+
+
+def test_metrics_keep_their_history_and_stay_out_of_the_log(run_copy):
+    run_dir = run_copy("completed")
+    journal = Journal.open(run_dir / "state.db")
+    for value in (2.5, 1.5, 0.9):
+        journal.append_event(EventKind.METRIC, "eval", {"name": "loss", "value": value})
+    for i in range(FEED_SIZE + 10):  # metric events older than the feed's tail still draw the curve
+        journal.append_event("log", "eval", {"message": f"line {i}"})
+    journal.close()
+    view = RunReader.open(run_dir).read()
+    [series] = view.metrics
+    assert (series.label, series.values) == ("eval/loss", (2.5, 1.5, 0.9))
+    assert metric_row(series)[:2] == ("eval/loss", "0.9") and metric_row(series)[3:] == ("0.9", "2.5")
+    assert describe("metric", "eval", '{"name": "loss", "value": 0.9}') is None
+
+
+def test_timers_stop_when_the_controller_is_gone(live_run):
+    live_run.process.kill()
+    live_run.process.wait(timeout=30)
+    now, later = (RunReader.open(live_run.run_dir, clock=lambda t=t: time.time() + t).read() for t in (0, 3600))
+    assert later.controller_gone and later.elapsed_s == now.elapsed_s
+    train = next(p for p in later.snapshot.phases if p.id == "train")
+    assert later.phase_word(train) == "lost" and later.phase_elapsed(train) == now.phase_elapsed(train)
+    assert later.phase_eta(train) is None

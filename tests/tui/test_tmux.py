@@ -102,3 +102,25 @@ def test_run_on_a_terminal_leaves_its_controller_running_headless(pane_factory, 
     with sqlite3.connect(run_dir / "state.db") as conn:
         assert conn.execute("SELECT state FROM run").fetchone()[0] == "paused"
     assert (run_dir / "logs" / "_controller.log").read_text().count('"type": "session_state"') >= 2
+
+
+def test_a_crashed_controller_is_unmistakable_and_r_resumes_it(pane_factory, tmp_path):
+    go = tmp_path / "go"
+    session = make_session(tmp_path, f"wait:{go}")
+    run_dir = tmp_path / "run"
+    controller = subprocess.Popen([sys.executable, "-m", "phasegate", "run", str(session), "--run-dir", str(run_dir),
+                                   "--headless"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (run_dir / "logs" / "train.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    controller.kill()  # SIGKILL: the journal still says "running"
+    controller.wait()
+    pane = pane_factory(cli("watch", run_dir))
+    text = pane.wait_for("CONTROLLER GONE", "press r to resume", timeout=30)
+    assert "▶ RUNNING" not in text
+    pane.keys("r")
+    pane.wait_for("controller live", timeout=30)
+    go.touch()
+    pane.wait_for("✓ COMPLETED", timeout=60)
+    pane.keys("q")
+    pane.wait_for("PHASEGATE-EXIT=0")

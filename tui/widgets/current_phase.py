@@ -9,24 +9,30 @@ from textual.reactive import reactive
 from textual.widgets import ProgressBar, RichLog, Static
 
 from phasegate.tui.feed import hms
-from phasegate.tui.format import clock_text
-from phasegate.tui.reader import RunView
+from phasegate.tui.format import clock_text, eta_text
+from phasegate.tui.view import RunView
 from phasegate.tui.widgets import set_text
-from phasegate.tui.widgets.timeline import phase_duration
 
 LOG_LINES = 500
 
 
+def stamp(ts: float | None) -> str:
+    """When a feed line was written; dashes for a log line the runner's index does not date."""
+    return "--:--:--" if ts is None else hms(ts)
+
+
 def phase_title(view: RunView) -> str:
-    """`<id> · <STATE> · <duration> · <step>` for the current phase (attempt n when it is a retry)."""
+    """`<id> · <STATE> · <duration> · eta · <step>` for the current phase (attempt n when it is a retry)."""
     phase = view.current_phase
     if phase is None:
         return "no phases"
-    parts = [phase.id, phase.state.upper()]
+    parts = [phase.id, view.phase_word(phase).upper()]
     if phase.attempts > 1:
         parts.append(f"attempt {phase.attempts}")
     if phase.state != "pending":
-        parts.append(clock_text(phase_duration(phase, view.now)))
+        parts.append(clock_text(view.phase_elapsed(phase)))
+    if (eta := view.phase_eta(phase)) is not None:
+        parts.append(f"eta {eta_text(eta)}")
     if phase.progress_step:
         parts.append(phase.progress_step)
     if phase.error:
@@ -68,5 +74,5 @@ class CurrentPhase(Vertical):
         log = self.query_one("#phase-log", RichLog)
         for line in view.feed:
             if line.n > self._shown:
-                log.write(Text(f"{hms(line.ts)} {line.text}"))
+                log.write(Text(f"{stamp(line.ts)} {line.text}"))
                 self._shown = line.n

@@ -10,7 +10,7 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
 from phasegate.tui.format import approved_gates, gate_detail, gate_status
-from phasegate.tui.reader import RunView
+from phasegate.tui.view import RunView
 from phasegate.tui.widgets import set_text
 
 COLUMNS = ("status", "gate", "phase", "summary")

@@ -8,7 +8,7 @@ from textual.reactive import reactive
 from textual.widgets import ProgressBar, Sparkline, Static
 
 from phasegate.tui.format import DASH, gib
-from phasegate.tui.reader import RunView
+from phasegate.tui.view import RunView
 from phasegate.tui.widgets import set_text
 
 
