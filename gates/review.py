@@ -120,7 +120,8 @@ def _interrupted(context: GateContext, out_dir: Path) -> GateResult:
 def _answer(outcome: ReviewOutcome, artifacts_changed: list[str]) -> dict[str, Any]:
     """What the journal keeps of a reviewer's answer, and the gate decides from."""
     return {"decision": outcome.decision.value, "reasons": list(outcome.reasons), "changes": dict(outcome.changes),
-            "error": outcome.error, "cost_usd": outcome.cost_usd, "repo_modified": outcome.repo_modified,
+            "error": outcome.error, "cost_usd": outcome.cost_usd, "cost_unknown": outcome.cost_unknown,
+            "repo_modified": outcome.repo_modified,
             "artifacts_changed": artifacts_changed}
 
 

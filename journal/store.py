@@ -449,9 +449,11 @@ class Journal(PlanJournal):
                 "UPDATE reviews SET answered_at=?, answer=?, audit=? WHERE phase=? AND gate_id=? AND attempt=?",
                 (now, json.dumps(answer, sort_keys=True, default=str), json.dumps(audit, sort_keys=True),
                  phase, gate_id, attempt))
-            if cost_usd is not None:
+            if cost_usd is not None or answer.get("cost_unknown"):  # tokens without prices: marked, never "$0"
+                note = f"gate {gate_id}" + ("" if cost_usd is not None else ": cost unknown (tokens reported, no "
+                                            "prices set)")
                 self._conn.execute("INSERT INTO ledger (ts, kind, phase, seconds, amount_usd, note)"
-                                   " VALUES (?, 'review', ?, NULL, ?, ?)", (now, phase, cost_usd, f"gate {gate_id}"))
+                                   " VALUES (?, 'review', ?, NULL, ?, ?)", (now, phase, cost_usd or 0.0, note))
 
     def artifact_digests(self, phase: str) -> dict[str, str]:
         """The journaled sha256 of each artifact of a phase's last successful attempt, by path."""

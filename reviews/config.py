@@ -39,11 +39,37 @@ FORBIDDEN_FLAGS: frozenset[str] = frozenset(
         "--allow-dangerously-skip-permissions",
         "--full-auto",
         "--not-so-yolo",
+        # codex-cli 0.171 `exec --help`: "Route approval requests through automatic review
+        # using the workspace-write sandbox" and "Additional directories that should be
+        # writable alongside the primary workspace".
+        "--approve-for-me",
+        "--add-dir",
     }
 )
 # Values that are dangerous wherever they appear, including inside `-c key=value` overrides.
-FORBIDDEN_SUBSTRINGS: tuple[str, ...] = ("danger-full-access", "bypassPermissions")
+FORBIDDEN_SUBSTRINGS: tuple[str, ...] = (
+    "danger-full-access",
+    "workspace-write",
+    "bypassPermissions",
+)
 _APPROVAL_MODE = "--approval-mode"
+# gemini-cli 0.61 `--help`: auto_edit auto-approves edit tools, yolo every tool.
+_FORBIDDEN_APPROVAL_MODES = ("yolo", "auto_edit")
+# What a refused flag would really do, where the general sentence would mislead.
+_REFUSAL_REASONS: dict[str, str] = {
+    "--full-auto": "would let the reviewer write to its workspace without asking (older codex "
+    "enabled workspace writes with it; current codex has no such flag and rejects it)",
+}
+_GENERAL_REASON = "would let the reviewer act without a sandbox or approvals"
+# Each preset's short alias of a forbidden flag (gemini-cli 0.61 `--help`: `-y, --yolo`).
+_PRESET_FORBIDDEN_SHORT: dict[str, frozenset[str]] = {"gemini": frozenset({"-y"})}
+# Reasoning effort levels each CLI takes. claude: Claude Code 2.1.197 `--help` ("--effort
+# <level> ... (low, medium, high, xhigh, max)"). codex: `-c model_reasoning_effort=...`; its
+# `--help` lists no levels, these are the ones its config reference names.
+EFFORT_LEVELS: dict[str, tuple[str, ...]] = {
+    "codex": ("minimal", "low", "medium", "high", "xhigh"),
+    "claude": ("low", "medium", "high", "xhigh", "max"),
+}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -60,11 +86,17 @@ def find_forbidden(argv: Iterable[str]) -> str | None:
             return arg
         if any(bad in arg for bad in FORBIDDEN_SUBSTRINGS):
             return arg
-        if arg == f"{_APPROVAL_MODE}=yolo":
+        if arg in {f"{_APPROVAL_MODE}={mode}" for mode in _FORBIDDEN_APPROVAL_MODES}:
             return arg
-        if arg == _APPROVAL_MODE and index + 1 < len(items) and items[index + 1] == "yolo":
-            return f"{arg} yolo"
+        following = items[index + 1] if index + 1 < len(items) else None
+        if arg == _APPROVAL_MODE and following in _FORBIDDEN_APPROVAL_MODES:
+            return f"{arg} {following}"
     return None
+
+
+def refusal_reason(bad: str) -> str:
+    """What the refused argv element would really let the reviewer do."""
+    return _REFUSAL_REASONS.get(bad.split("=", 1)[0], _GENERAL_REASON)
 
 
 def ensure_safe(argv: Iterable[str], where: str) -> None:
@@ -72,7 +104,7 @@ def ensure_safe(argv: Iterable[str], where: str) -> None:
     bad = find_forbidden(argv)
     if bad is not None:
         raise UnsafeReviewerArgs(
-            f"{where}: '{bad}' would let the reviewer act without a sandbox or approvals; "
+            f"{where}: '{bad}' {refusal_reason(bad)}; "
             "reviewers may only read the evidence bundle and answer, so remove it"
         )
 
@@ -80,7 +112,10 @@ def ensure_safe(argv: Iterable[str], where: str) -> None:
 class ReviewerSpec(BaseModel):
     """One external reviewer: a preset CLI or any command, with its limits and prices."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # `schema` is the session-file key; `use_schema` keeps BaseModel.schema unshadowed.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True
+    )
 
     preset: PresetName | None = Field(
         default=None,
@@ -93,7 +128,20 @@ class ReviewerSpec(BaseModel):
         "element equal to `{prompt_file}` or `{schema_file}` is replaced by that file's path.",
     )
     model: str | None = Field(
-        default=None, description="Model name passed to the preset CLI (its own default if unset)."
+        default=None,
+        description="Model name passed to the preset CLI as `--model` (its own default if unset).",
+    )
+    effort: str | None = Field(
+        default=None,
+        description="Reasoning effort: codex (`-c model_reasoning_effort=...`) minimal, low, "
+        "medium, high or xhigh; claude (`--effort`) low, medium, high, xhigh or max. Other "
+        "presets have no such option (use `extra_args`).",
+    )
+    use_schema: bool = Field(
+        default=True,
+        alias="schema",
+        description="llm only: `false` drops `--schema` for models without schema support "
+        "(the answer is then checked only by phasegate's decision contract).",
     )
     timeout_s: float = Field(
         default=600.0,
@@ -143,15 +191,39 @@ class ReviewerSpec(BaseModel):
             raise ValueError("'command' must name a program")
         return self
 
+    @model_validator(mode="after")
+    def _preset_options_fit(self) -> ReviewerSpec:
+        """`effort` and `schema` only where the preset's CLI takes them; no short unsafe alias."""
+        if self.effort is not None:
+            levels = EFFORT_LEVELS.get(self.preset or "")
+            if levels is None:
+                raise ValueError(
+                    f"'effort' is supported for the codex and claude presets only, not "
+                    f"'{self.kind}'; remove it or pass the CLI's own flag in 'extra_args'"
+                )
+            if self.effort not in levels:
+                raise ValueError(
+                    f"'effort' = '{self.effort}' is not a {self.preset} level; use one of "
+                    + ", ".join(levels)
+                )
+        if not self.use_schema and self.preset != "llm":
+            raise ValueError(
+                f"'schema = false' is supported for the llm preset only, not '{self.kind}'; "
+                "remove it"
+            )
+        short = _PRESET_FORBIDDEN_SHORT.get(self.preset or "", frozenset())
+        bad = next((arg for arg in self.extra_args if arg in short), None)
+        if bad is not None:
+            raise ValueError(f"'{bad}' {_GENERAL_REASON} for {self.preset}; remove it")
+        return self
+
     @field_validator("command", "extra_args")
     @classmethod
     def _no_unsandboxing(cls, value: list[str] | None) -> list[str] | None:
         """Refuse flags that would unsandbox the reviewer."""
         bad = find_forbidden(value or [])
         if bad is not None:
-            raise ValueError(
-                f"'{bad}' would let the reviewer act without a sandbox or approvals; remove it"
-            )
+            raise ValueError(f"'{bad}' {refusal_reason(bad)}; remove it")
         return value
 
     @field_validator("key_env")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from phasegate.reviews.decision import Decision, Verdict
-from phasegate.reviews.parse import ReviewerOutput
+from phasegate.reviews.parse import COST_UNKNOWN, ReviewerOutput
 from phasegate.reviews.process import ProcessResult
 
 
@@ -35,6 +35,8 @@ class ReviewOutcome:
     out_dir: Path
     repo_modified: bool = False
     attempts: int = 1
+    cost_unknown: bool = False
+    """True when an attempt used tokens but no price is set: `cost_usd` then leaves it out, it is not $0."""
 
     @property
     def is_reviewer_error(self) -> bool:
@@ -86,4 +88,5 @@ def build_outcome(
         out_dir=out_dir,
         repo_modified=repo_modified,
         attempts=len(records),
+        cost_unknown=any(r.cost_source == COST_UNKNOWN for r in records),
     )

@@ -25,6 +25,101 @@ class ReviewerOutput:
     error: str | None = None
 
 
+MAX_ERROR_CHARS = 1000
+"""The longest reviewer error message kept (journal, checkpoints, the operator's screen), cut once redacted."""
+STDERR_LINES = 3
+"""How many of the CLI's last stderr lines an error message quotes."""
+
+# gemini-cli's documented fatal exit codes (packages/core/src/utils/errors.ts; 55 since 0.41).
+EXIT_MEANINGS: dict[str, dict[int, str]] = {
+    "gemini": {
+        41: "authentication failed or is not set up",
+        42: "invalid input",
+        52: "invalid configuration",
+        53: "the turn limit was reached",
+        55: "the folder is not trusted",
+    },
+}
+_MISSING_KEY = re.compile(
+    r"not logged in|please run /login|set an auth method|no key found|api[ _-]?key|\b401\b|unauthori[sz]ed"
+    r"|authentication",
+    re.IGNORECASE,
+)
+_HINT = " — hint: "
+_NOT_TRUSTED = re.compile(r"not (running in )?a? ?trusted|untrusted|--skip-trust", re.IGNORECASE)
+_UNKNOWN_FLAG = re.compile(
+    r"unknown (option|argument|flag)|unexpected argument|unrecognized (option|argument)", re.IGNORECASE
+)
+
+
+def bounded(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """`text` cut to at most `limit` characters, at a word boundary, marked with an ellipsis."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip() + "…"
+
+
+def stderr_tail(stderr: str, lines: int = STDERR_LINES) -> str:
+    """The CLI's last non-blank stderr lines, joined on one line."""
+    kept = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return " / ".join(kept[-lines:])
+
+
+def _no_json(what: str, stderr: str) -> str:
+    """A CLI printed no object to read: say so, with what it said on stderr instead."""
+    tail = stderr_tail(stderr)
+    return f"{what}; its stderr says: {tail}" if tail else what
+
+
+def exit_meaning(kind: str, exit_code: int | None) -> str:
+    """What a CLI's exit code means (gemini names its fatal errors by code), or ""."""
+    return EXIT_MEANINGS.get(kind, {}).get(exit_code, "") if exit_code is not None else ""
+
+
+def failure_hint(spec: ReviewerSpec, cause: str, exit_code: int | None) -> str:
+    """What the operator can do about the common failures, or ""."""
+    program = spec.preset or (spec.command[0] if spec.command else "the reviewer")
+    code = exit_code if spec.kind == "gemini" else None
+    if code == 55 or (code != 41 and _NOT_TRUSTED.search(cause)):
+        return (f"{program} does not trust the review's fresh scratch folder: pass `--skip-trust` "
+                "(extra_args), which also keeps its read-only approval mode in effect")
+    if code != 41 and _UNKNOWN_FLAG.search(cause):
+        return (f"the installed {program} does not know a flag phasegate passes: compare "
+                f"`{program} --version` with the README's tested versions, or drop the flag from extra_args")
+    if code == 41 or _MISSING_KEY.search(cause):
+        return _key_hint(spec)
+    return ""
+
+
+def _key_hint(spec: ReviewerSpec) -> str:
+    """Name the one key variable phasegate passes to the reviewer."""
+    key = spec.resolved_key_env()
+    if key is None:
+        return "the reviewer found no credentials: set `key_env` to the variable that holds its API key"
+    login = "; under --bare a /login is not used" if spec.kind == "claude" else ""
+    return (f"set {key} in phasegate's environment: it is the only key variable passed to the reviewer "
+            f"(`key_env` names another){login}")
+
+
+def failure_message(spec: ReviewerSpec, headline: str, cause: str, exit_code: int | None) -> str:
+    """`headline` with the CLI's real cause and a hint for the common failures (unbounded: bound it once redacted,
+    so that no cut leaves part of a secret the redactor no longer recognises)."""
+    message = headline + (f": {cause}" if cause else "")
+    hint = failure_hint(spec, message, exit_code)
+    return f"{message}{_HINT}{hint}" if hint else message
+
+
+def bounded_error(text: str) -> str:
+    """An error message bounded to MAX_ERROR_CHARS, its cause cut so that a trailing hint stays whole."""
+    message, mark, hint = text.rpartition(_HINT)
+    if not mark or len(hint) > MAX_ERROR_CHARS // 2:
+        return bounded(text)
+    return bounded(message, MAX_ERROR_CHARS - len(mark) - len(hint)) + mark + hint
+
+
 def _failed(message: str, text: str = "") -> ReviewerOutput:
     """An output the CLI (or its format) marks as failed."""
     return ReviewerOutput(text=text, is_error=True, error=message)
@@ -53,7 +148,7 @@ def parse_claude(stdout: str, stderr: str, last_message: str | None) -> Reviewer
     """`claude -p --output-format json`: one result object; `is_error` wins over exit code 0."""
     obj = _json_object(stdout)
     if obj is None:
-        return _failed("claude printed no JSON result object", stdout)
+        return _failed(_no_json("claude printed no JSON result object", stderr), stdout)
     structured = obj.get("structured_output")
     result = obj.get("result")
     text = json.dumps(structured) if isinstance(structured, dict) else str(result or "")
@@ -76,9 +171,17 @@ def parse_claude(stdout: str, stderr: str, last_message: str | None) -> Reviewer
     )
     subtype = obj.get("subtype")
     if obj.get("is_error") is True or (subtype not in (None, "success")):
-        reason = f"claude reported an error (subtype={subtype}): {str(result or '')[:300]}"
+        reason = f"claude reported an error (subtype={subtype}): {_claude_detail(obj)}"
         return replace(out, is_error=True, error=reason)
     return out
+
+
+def _claude_detail(obj: dict[str, Any]) -> str:
+    """What went wrong: error results (`error_max_turns`, ...) carry it in `errors[]`, the others in `result`."""
+    errors = obj.get("errors") if isinstance(obj.get("errors"), list) else []
+    texts = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors]
+    texts.append(str(obj.get("result") or ""))
+    return "; ".join(t.strip() for t in texts if t.strip()) or "no detail given"
 
 
 def _is_number(value: Any) -> bool:
@@ -93,7 +196,8 @@ def parse_codex(stdout: str, stderr: str, last_message: str | None) -> ReviewerO
     messages: list[str] = []
     tokens_in = tokens_out = None
     errors: list[str] = []
-    turn_failed = completed = False
+    failures: list[str] = []
+    completed = False
     for line in stdout.splitlines():
         event = _json_line(line)
         kind = event.get("type")
@@ -105,10 +209,11 @@ def parse_codex(stdout: str, stderr: str, last_message: str | None) -> ReviewerO
             usage = event["usage"]
             tokens_in = _sum_ints(tokens_in, usage.get("input_tokens"))
             tokens_out = _sum_ints(tokens_out, usage.get("output_tokens"))
+        elif kind == "item.completed" and item.get("type") == "error":
+            errors.append(str(item.get("message", "error")))
         elif kind == "turn.failed":
-            turn_failed = True
             error = event.get("error") if isinstance(event.get("error"), dict) else {}
-            errors.append(str(error.get("message", "turn failed")))
+            failures.append(str(error.get("message", "turn failed")))
         elif kind == "error":
             errors.append(str(event.get("message", "error")))
     text = (
@@ -118,10 +223,17 @@ def parse_codex(stdout: str, stderr: str, last_message: str | None) -> ReviewerO
     )
     out = ReviewerOutput(text=text, tokens_in=tokens_in, tokens_out=tokens_out)
     # codex 0.169 emits top-level `error` events for retries it recovers from ("Reconnecting...
-    # 2/5"), so they only count when no turn completed.
-    if turn_failed or (errors and not completed):
-        return replace(out, is_error=True, error="codex reported: " + "; ".join(errors)[-300:])
+    # 2/5"), so they only count when no turn completed; a `turn.failed` message is the cause itself.
+    if failures or (errors and not completed):
+        cause = failures[-1] if failures else "; ".join(_last_distinct(errors, 3))
+        return replace(out, is_error=True, error="codex reported: " + cause)
     return out
+
+
+def _last_distinct(messages: list[str], count: int) -> list[str]:
+    """The last `count` different messages, in order (codex repeats its reconnect events)."""
+    kept = list(dict.fromkeys(reversed(messages)))[:count]
+    return kept[::-1]
 
 
 def _json_line(line: str) -> dict[str, Any]:
@@ -137,8 +249,8 @@ def parse_gemini(stdout: str, stderr: str, last_message: str | None) -> Reviewer
     """`gemini -p --output-format json`: response text, per-model token stats, error object."""
     # gemini 0.61 prints its JSON error object on stderr, with stdout empty.
     obj = _json_object(stdout) or _json_object(stderr)
-    if obj is None:
-        return _failed("gemini printed no JSON output object", stdout)
+    if obj is None:  # exit 55 (folder not trusted) is plain text on stderr
+        return _failed(_no_json("gemini printed no JSON output object", stderr), stdout)
     stats = obj.get("stats") if isinstance(obj.get("stats"), dict) else {}
     models = stats.get("models") if isinstance(stats.get("models"), dict) else {}
     tokens = [m.get("tokens", {}) for m in models.values() if isinstance(m, dict)]
@@ -154,7 +266,7 @@ def parse_gemini(stdout: str, stderr: str, last_message: str | None) -> Reviewer
     error = obj.get("error")
     if error:
         message = error.get("message") if isinstance(error, dict) else error
-        return replace(out, is_error=True, error=f"gemini reported: {str(message)[:300]}")
+        return replace(out, is_error=True, error=f"gemini reported: {message}")
     return out
 
 
@@ -198,6 +310,12 @@ def parse_output(
         return _failed(f"the reviewer's output could not be read ({type(exc).__name__}: {str(exc)[:200]})")
 
 
+TOKENS_ONLY_PRESETS = frozenset({"codex", "gemini", "llm"})
+"""Presets whose CLI reports tokens but no dollars: without prices their cost is unknown."""
+COST_UNKNOWN = "cost unknown"
+"""The cost source of an attempt that reported tokens when no price is set."""
+
+
 def resolve_cost(
     output: ReviewerOutput | None, spec: ReviewerSpec
 ) -> tuple[float | None, str | None]:
@@ -212,6 +330,8 @@ def resolve_cost(
         return from_tokens, "tokens"
     if spec.cost_per_call_usd is not None:
         return spec.cost_per_call_usd, "fallback"
+    if output.tokens_in is not None or output.tokens_out is not None:
+        return None, COST_UNKNOWN  # tokens were used, but no price says what they cost: never $0
     return None, None
 
 

@@ -44,6 +44,15 @@ class BuildContext:
         """`[flag, model]` when a model is configured, else nothing."""
         return [flag, self.spec.model] if self.spec.model else []
 
+    def effort_args(self) -> list[str]:
+        """The preset CLI's reasoning-effort argument when `effort` is set, else nothing."""
+        effort = self.spec.effort
+        if effort is None:
+            return []
+        if self.spec.preset == "codex":
+            return ["-c", f'model_reasoning_effort="{effort}"']
+        return ["--effort", effort]
+
     def schema_path(self, *, strict: bool) -> Path:
         """Write this attempt's decision schema into the scratch bundle and return its path."""
         path = self.scratch / (
@@ -66,10 +75,12 @@ class BuildContext:
 # `--disallowedTools`, `--permission-mode`: anthropics/claude-code CHANGELOG.md (2.1.81 and
 # earlier). `dontAsk` denies every tool not pre-approved instead of prompting, and bare-name
 # deny rules remove the tool: https://code.claude.com/docs/en/agent-sdk/permissions.
-# Not used: `--tools ""` (structured output is delivered through a synthetic tool and no source
-# says `--tools ""` keeps it); `--no-session-persistence` (not found in first-party docs).
+# Claude Code 2.1.197 `--help`: `--tools ""` ("Use \"\" to disable all tools"; the deny-list
+# alone misses tools added in 2.1.x, so it stays only as a second fence),
+# `--no-session-persistence` (no transcript under ~/.claude/projects; print mode only) and
+# `--effort <level>` (low, medium, high, xhigh, max).
 def _claude(ctx: BuildContext) -> tuple[list[str], Path | None]:
-    """`claude -p --bare`: one JSON result object on stdout, schema-bound, no acting tools."""
+    """`claude -p --bare`: one JSON result object on stdout, schema-bound, no tools at all."""
     schema = json.dumps(decision_schema(ctx.change_keys))
     argv = [
         "claude",
@@ -81,9 +92,13 @@ def _claude(ctx: BuildContext) -> tuple[list[str], Path | None]:
         "Bash,Edit,Write,NotebookEdit,WebFetch,WebSearch,Agent",
         "--permission-mode",
         "dontAsk",
+        "--tools",
+        "",
+        "--no-session-persistence",
         "--json-schema",
         schema,
         *ctx.model_args("--model"),
+        *ctx.effort_args(),
         *ctx.spec.extra_args,
     ]
     return argv, None
@@ -97,6 +112,8 @@ def _claude(ctx: BuildContext) -> tuple[list[str], Path | None]:
 # codex-rs/utils/cli/src/shared_options.rs: `--sandbox read-only`, `--model`. Event shapes:
 # codex-rs/exec/src/exec_events.rs. `--output-schema` is enforced in OpenAI strict mode
 # (openai/codex users report 400 invalid_json_schema otherwise), hence the strict variant.
+# Checked against codex-cli 0.171.0 `exec --help`: every flag above exists; `-c key=value`
+# parses value as TOML, which carries `model_reasoning_effort`.
 def _codex(ctx: BuildContext) -> tuple[list[str], Path | None]:
     """`codex exec --json -`: JSONL events, read-only sandbox, user config and rules ignored."""
     last_message = ctx.fresh_output_file("codex-last-message")
@@ -117,6 +134,7 @@ def _codex(ctx: BuildContext) -> tuple[list[str], Path | None]:
         "--output-last-message",
         str(last_message),
         *ctx.model_args("--model"),
+        *ctx.effort_args(),
         *ctx.spec.extra_args,
         "-",
     ]
@@ -135,9 +153,12 @@ GEMINI_INSTRUCTION = (
 # ("read-only mode"; an untrusted folder such as the scratch dir is forced back to `default`,
 # where headless runs deny anything that would ask), `--model`; JSON fields (response, stats,
 # error) in docs/cli/headless.md and packages/core/src/output/types.ts. Gemini has no
-# schema-enforcement flag. Not used: `--extensions none` (no source says it is accepted).
+# schema-enforcement flag. gemini-cli 0.61.0 `--help`: `--skip-trust` ("Trust the current
+# workspace for this session"; from 0.41 an untrusted folder such as the scratch dir exits 55,
+# and without trust plan mode is overridden to `default`), `-e/--extensions` (none loaded
+# when given `none`).
 def _gemini(ctx: BuildContext) -> tuple[list[str], Path | None]:
-    """`gemini -p --output-format json`: headless, one JSON object on stdout, plan mode."""
+    """`gemini -p --output-format json`: headless, trusted for this run only, plan mode."""
     argv = [
         "gemini",
         "-p",
@@ -146,6 +167,9 @@ def _gemini(ctx: BuildContext) -> tuple[list[str], Path | None]:
         "json",
         "--approval-mode",
         "plan",
+        "--skip-trust",
+        "-e",
+        "none",
         *ctx.model_args("--model"),
         *ctx.spec.extra_args,
     ]
@@ -156,17 +180,18 @@ def _gemini(ctx: BuildContext) -> tuple[list[str], Path | None]:
 # a TTY, `--model`, `--schema` ("JSON schema, filepath or ID"), `--no-log`, `--no-stream`,
 # `--usage` ("Token usage: N input, M output" on stderr); docs/changelog.md dates `--schema`
 # and `-u/--usage`. Tools only run when `-T` is given, so none do. Not used: `llm prompt
-# --json` (added in 0.32, 2026-08; plain text works with every version).
+# --json` (added in 0.32, 2026-08; plain text works with every version). `schema = false`
+# drops `--schema`, which models without schema support refuse ("does not support schemas").
 def _llm(ctx: BuildContext) -> tuple[list[str], Path | None]:
-    """`llm prompt`: prompt on stdin, plain text out, schema-bound, nothing logged."""
+    """`llm prompt`: prompt on stdin, plain text out, schema-bound unless off, nothing logged."""
+    schema = ["--schema", str(ctx.schema_path(strict=False))] if ctx.spec.use_schema else []
     argv = [
         "llm",
         "prompt",
         "--no-log",
         "--no-stream",
         "--usage",
-        "--schema",
-        str(ctx.schema_path(strict=False)),
+        *schema,
         *ctx.model_args("--model"),
         *ctx.spec.extra_args,
     ]

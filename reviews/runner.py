@@ -25,7 +25,15 @@ from phasegate.reviews.decision import (
     reviewer_error,
 )
 from phasegate.reviews.outcome import AttemptRecord, ReviewOutcome, build_outcome
-from phasegate.reviews.parse import ReviewerOutput, parse_output, resolve_cost
+from phasegate.reviews.parse import (
+    ReviewerOutput,
+    bounded_error,
+    exit_meaning,
+    failure_message,
+    parse_output,
+    resolve_cost,
+    stderr_tail,
+)
 from phasegate.reviews.presets import PROMPT_FILE, build_invocation
 from phasegate.reviews.process import (
     DEFAULT_GRACE_S,
@@ -186,35 +194,40 @@ def sleep_unless_stopped(seconds: float) -> None:
 
 
 def verdict_of(record: AttemptRecord, request: ReviewRequest, spec: ReviewerSpec) -> Verdict:
-    """Classify the final attempt: any failure is a reviewer error; else parse the decision."""
+    """Classify the final attempt: any failure is a reviewer error naming the CLI's cause; else parse the decision."""
     result, output = record.result, record.output
     if result.spawn_error:
         return reviewer_error(f"reviewer could not start: {result.spawn_error}")
     if result.timed_out:
-        return reviewer_error(
-            f"reviewer timed out after {spec.timeout_s:g}s; its process group was killed"
-        )
+        headline = f"reviewer timed out after {spec.timeout_s:g}s; its process group was killed"
+        return _failure(spec, headline, record)
     if record.transient:
-        return reviewer_error(
-            f"reviewer failed ({record.transient}) after {record.number} attempt(s)"
-        )
+        return _failure(spec, f"reviewer failed ({record.transient}) after {record.number} attempt(s)", record)
     if result.truncated:
         return reviewer_error("reviewer output exceeded the size limit and was cut")
     if result.exit_code != 0:
-        return reviewer_error(f"reviewer exited with code {result.exit_code}{_said(record)}")
+        meaning = exit_meaning(spec.kind, result.exit_code)
+        headline = f"reviewer exited with code {result.exit_code}" + (f" ({spec.kind}: {meaning})" if meaning else "")
+        return _failure(spec, headline, record)
     assert output is not None
     if output.is_error:
-        return reviewer_error(output.error or "the reviewer CLI reported an error")
+        return reviewer_error(failure_message(spec, output.error or "the reviewer CLI reported an error", "", 0))
     verdict = parse_decision(output.text, gate_id=request.gate_id, nonce=request.nonce)
     return drop_null_changes(verdict)
 
 
-def _said(record: AttemptRecord) -> str:
-    """The CLI's own error (or last stderr line), shortened, to explain a failed exit."""
-    if record.output is not None and record.output.error:
-        return f": {record.output.error[:300]}"
-    lines = [line for line in _decode(record.result.stderr).splitlines() if line.strip()]
-    return f": {lines[-1].strip()[:300]}" if lines else ""
+def _failure(spec: ReviewerSpec, headline: str, record: AttemptRecord) -> Verdict:
+    """A reviewer error: `headline`, the CLI's own cause and a hint."""
+    return reviewer_error(failure_message(spec, headline, _cause(spec, record), record.result.exit_code))
+
+
+def _cause(spec: ReviewerSpec, record: AttemptRecord) -> str:
+    """The CLI's own error (its reported error, else its last stderr lines) to explain a failure."""
+    output = record.output
+    # A killed CLI's half-written output is no error report, except codex's events (its reconnect loop).
+    if output is not None and output.error and (spec.kind == "codex" or not record.result.timed_out):
+        return output.error
+    return stderr_tail(_decode(record.result.stderr))
 
 
 def _redacted(verdict: Verdict, redactor: Redactor) -> Verdict:
@@ -223,7 +236,7 @@ def _redacted(verdict: Verdict, redactor: Redactor) -> Verdict:
         verdict.decision,
         tuple(redactor.redact(r) for r in verdict.reasons),
         MappingProxyType(redactor.redact_obj(dict(verdict.changes))),
-        redactor.redact(verdict.error) if verdict.error is not None else None,
+        bounded_error(redactor.redact(verdict.error)) if verdict.error is not None else None,
     )
 
 

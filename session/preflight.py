@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phasegate.floor.errors import SpecError
+from phasegate.reviews.parse import TOKENS_ONLY_PRESETS
 from phasegate.session.gating import declared_gates
 from phasegate.session.pod_spec import check_pod, pod_warnings
 from phasegate.session.spec import LoadedSpec, PhaseSpec
@@ -256,7 +257,16 @@ def session_warnings(loaded: LoadedSpec, environ: Mapping[str, str] = os.environ
     the deprecated `release_when_paused`."""
     missing = [f"phase {problem.phase_id!r}: {problem.message} (unless an earlier phase makes it: {problem.maker})"
                for problem in command_problems(loaded, environ) if problem.maker is not None]
-    return missing + pod_warnings(release_when_paused=loaded.spec.session.release_when_paused)
+    return missing + pod_warnings(release_when_paused=loaded.spec.session.release_when_paused) + _unpriced(loaded)
+
+
+def _unpriced(loaded: LoadedSpec) -> list[str]:
+    """Reviewers whose CLI reports tokens but no dollars, with no price set: their reviews' cost is unknown."""
+    return [f"[reviewers.{name}]: {spec.preset} reports tokens but no cost, and neither price_per_mtok_input/"
+            "price_per_mtok_output nor cost_per_call_usd is set, so its reviews' cost is unknown (not in the budget)"
+            for name, spec in loaded.spec.reviewers.items()
+            if spec.preset in TOKENS_ONLY_PRESETS and spec.cost_per_call_usd is None
+            and spec.price_per_mtok_input is None and spec.price_per_mtok_output is None]
 
 
 def _without_session_dir(arg: str, session_dir: Path) -> str | None:

@@ -71,7 +71,10 @@ def test_defaults_and_key_env_per_preset() -> None:
         ["--permission-mode", "bypassPermissions"],
         ["--approval-mode", "yolo"],
         ["--approval-mode=yolo"],
-        ["--full-auto"],
+        ["--approve-for-me"],
+        ["--sandbox", "workspace-write"],
+        ["--add-dir", "/"],
+        ["--approval-mode", "auto_edit"],
     ],
 )
 def test_unsandboxing_extra_args_are_refused_with_a_clear_error(extra: list[str]) -> None:
@@ -79,6 +82,21 @@ def test_unsandboxing_extra_args_are_refused_with_a_clear_error(extra: list[str]
         ReviewerSpec(preset="codex", extra_args=extra)
     with pytest.raises(ValidationError, match="without a sandbox or approvals"):
         ReviewerSpec(command=["my-reviewer", *extra])
+
+
+def test_full_auto_refusal_says_it_enabled_workspace_writes_and_is_gone() -> None:
+    with pytest.raises(ValidationError, match="write to its workspace") as refused:
+        ReviewerSpec(preset="codex", extra_args=["--full-auto"])
+    assert "current codex has no such flag" in str(refused.value)
+    assert "without a sandbox" not in str(refused.value)
+    with pytest.raises(UnsafeReviewerArgs, match="enabled workspace writes"):
+        ensure_safe(["codex", "exec", "--full-auto"], "reviewer 'codex' argv")
+
+
+def test_gemini_short_yolo_is_refused_for_the_gemini_preset_only() -> None:
+    with pytest.raises(ValidationError, match="'-y'"):
+        ReviewerSpec(preset="gemini", extra_args=["-y"])
+    assert ReviewerSpec(preset="llm", extra_args=["-y"]).extra_args == ["-y"]
 
 
 def test_harmless_args_pass_and_ensure_safe_names_the_flag() -> None:
@@ -111,8 +129,36 @@ def test_claude_argv_is_headless_bare_json_schema_bound_and_toolless(tmp_path: P
     assert argv[argv.index("--permission-mode") + 1] == "dontAsk"
     denied = argv[argv.index("--disallowedTools") + 1].split(",")
     assert {"Bash", "Edit", "Write", "WebFetch"} <= set(denied)
+    assert argv[argv.index("--tools") + 1] == ""
+    assert "--no-session-persistence" in argv and "--effort" not in argv
     schema = json.loads(argv[argv.index("--json-schema") + 1])
     assert schema["required"] == ["decision", "reasons", "changes", "gate_id", "nonce"]
+
+
+def test_effort_becomes_each_clis_own_argument(tmp_path: Path) -> None:
+    codex = _argv(ReviewerSpec(preset="codex", effort="high"), tmp_path)
+    assert codex[codex.index("-c") + 1] == 'model_reasoning_effort="high"'
+    assert codex[-1] == "-"
+    claude = _argv(ReviewerSpec(preset="claude", effort="max"), tmp_path)
+    assert claude[claude.index("--effort") + 1] == "max"
+    assert "-c" not in _argv(ReviewerSpec(preset="codex"), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"preset": "gemini", "effort": "high"}, "codex and claude presets only"),
+        ({"command": ["x"], "effort": "high"}, "not 'command'"),
+        ({"preset": "codex", "effort": 'high" sandbox_mode="x'}, "use one of minimal, low"),
+        ({"preset": "claude", "effort": "minimal"}, "not a claude level"),
+        ({"preset": "codex", "schema": False}, "llm preset only"),
+    ],
+)
+def test_effort_and_schema_are_refused_where_the_cli_has_no_such_option(
+    fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ReviewerSpec.model_validate(fields)
 
 
 def test_codex_argv_is_read_only_isolated_with_strict_schema_and_fresh_output(
@@ -141,6 +187,8 @@ def test_gemini_argv_is_headless_json_plan_mode(tmp_path: Path) -> None:
     assert argv[:3] == ("gemini", "-p", GEMINI_INSTRUCTION)
     assert argv[argv.index("--output-format") + 1] == "json"
     assert argv[argv.index("--approval-mode") + 1] == "plan"
+    assert "--skip-trust" in argv
+    assert argv[argv.index("-e") + 1] == "none"
 
 
 def test_llm_argv_uses_schema_file_no_log_and_usage(tmp_path: Path) -> None:
@@ -148,6 +196,13 @@ def test_llm_argv_uses_schema_file_no_log_and_usage(tmp_path: Path) -> None:
     assert argv[:2] == ("llm", "prompt")
     assert {"--no-log", "--usage", "--no-stream"} <= set(argv)
     assert json.loads(Path(argv[argv.index("--schema") + 1]).read_text())["type"] == "object"
+
+
+def test_llm_schema_false_drops_the_schema_flag(tmp_path: Path) -> None:
+    spec = ReviewerSpec.model_validate({"preset": "llm", "model": "markov", "schema": False})
+    argv = _argv(spec, tmp_path)
+    assert "--schema" not in argv and argv[argv.index("--model") + 1] == "markov"
+    assert {"--no-log", "--usage", "--no-stream"} <= set(argv)
 
 
 def test_command_placeholders_become_bundle_paths(tmp_path: Path) -> None:

@@ -172,3 +172,31 @@ def test_codex_recovered_reconnects_are_not_errors_but_unrecovered_ones_are() ->
     assert not parse_output(CODEX, recovered, "").is_error
     stalled = parse_output(CODEX, codex_events(*CODEX_RECONNECTING), "")
     assert stalled.is_error and "Reconnecting" in (stalled.error or "")
+
+
+def test_claude_error_results_take_their_detail_from_errors() -> None:
+    raw = claude_result(subtype="error_max_turns", is_error=True, errors=["Reached maximum number of turns (1)"])
+    raw = json.dumps({k: v for k, v in json.loads(raw).items() if k != "result"})
+    out = parse_output(CLAUDE, raw, "")
+    assert out.error == "claude reported an error (subtype=error_max_turns): Reached maximum number of turns (1)"
+
+
+def test_codex_turn_failed_message_is_the_cause_whole() -> None:
+    long_message = "unexpected status 401 Unauthorized: " + "detail " * 80
+    stdout = codex_events({"type": "error", "message": "Reconnecting... 1/5"},
+                          {"type": "turn.failed", "error": {"message": long_message}})
+    assert parse_output(CODEX, stdout, "").error == "codex reported: " + long_message
+
+
+def test_bounded_cuts_at_a_word() -> None:
+    from phasegate.reviews.parse import bounded
+
+    assert bounded("alpha beta gamma", 12) == "alpha beta…"
+    assert bounded("short", 12) == "short"
+
+
+def test_tokens_without_prices_are_cost_unknown_not_free() -> None:
+    out = parse_output(ReviewerSpec(preset="codex"), codex_events(
+        {"type": "item.completed", "item": {"id": "i", "type": "agent_message", "text": "ok"}},
+        {"type": "turn.completed", "usage": {"input_tokens": 10, "output_tokens": 2}}), "")
+    assert resolve_cost(out, ReviewerSpec(preset="codex")) == (None, "cost unknown")

@@ -298,8 +298,10 @@ def test_cli_error_reason_reaches_the_outcome(fakes, review) -> None:
     fakes.scenario(mode="gemini_auth_error")
     outcome = review(spec("gemini"))
     assert outcome.decision is Decision.INVESTIGATE
-    assert (
-        outcome.error == "reviewer exited with code 41: gemini reported: Please set an Auth method"
+    assert outcome.error == (
+        "reviewer exited with code 41 (gemini: authentication failed or is not set up): gemini reported: "
+        "Please set an Auth method — hint: set GEMINI_API_KEY in phasegate's environment: it is the only key "
+        "variable passed to the reviewer (`key_env` names another)"
     )
 
 
@@ -329,3 +331,77 @@ def test_a_stop_signal_cuts_a_retry_backoff_short_and_starts_no_other_reviewer(f
         review(spec("claude", retries=3), options=RunOptions(wait=wait_fixed(60)))
     assert time.monotonic() - started < 15  # not the 60 s backoff
     assert len(fakes.calls()) == 1
+
+
+KEY_HINT = "is the only key variable passed to the reviewer"
+REAL_FAILURES = [
+    ("claude", "not_logged_in", "Not logged in · Please run /login", "set ANTHROPIC_API_KEY"),
+    ("claude", "unknown_flag", "error: unknown option '--no-session-persistence'", "`claude --version`"),
+    ("claude", "error_during_execution", "API Error: Connection error.", None),
+    ("claude", "error_max_turns", "Reached maximum number of turns (1)", None),
+    ("claude", "error_max_budget_usd", "Reached maximum budget ($0.01)", None),
+    ("claude", "error_max_structured_output_retries", "Failed to provide valid structured output", None),
+    ("codex", "turn_failed", "unexpected status 401 Unauthorized: Missing bearer or basic authentication in header",
+     "set CODEX_API_KEY"),
+    ("codex", "error_item", "model 'gpt-9' is not supported", None),
+    ("codex", "unknown_flag", "error: unexpected argument '--no-such-flag' found", "`codex --version`"),
+    ("gemini", "untrusted", "code 55 (gemini: the folder is not trusted)", "pass `--skip-trust`"),
+    ("gemini", "exit_42", "code 42 (gemini: invalid input): gemini reported: No input provided", None),
+    ("gemini", "exit_52", "code 52 (gemini: invalid configuration): gemini reported: Invalid configuration", None),
+    ("gemini", "exit_53", "code 53 (gemini: the turn limit was reached): gemini reported: Reached max", None),
+    ("llm", "no_key", "Error: No key found", "set OPENAI_API_KEY"),
+]
+
+
+@pytest.mark.parametrize(("preset", "case", "cause", "hint"), REAL_FAILURES, ids=[f"{p}-{c}" for p, c, *_ in
+                                                                                  REAL_FAILURES])
+def test_each_real_cli_failure_names_its_cause_and_hint(preset, case, cause, hint, fakes, review) -> None:
+    fakes.scenario(mode="cli_failure", failure_case=case)
+    outcome = review(spec(preset))
+    error = outcome.error or ""
+    assert outcome.decision is Decision.INVESTIGATE and outcome.attempts == 1
+    assert cause in error and error.startswith("reviewer exited with code ")
+    if hint is not None:
+        assert hint in error.partition(" — hint: ")[2]
+    else:
+        assert "hint:" not in error
+    assert not error.endswith("printed no JSON result object") and not error.endswith("no JSON output object")
+
+
+def test_the_gemini_untrusted_message_quotes_its_plain_text_stderr(fakes, review) -> None:
+    fakes.scenario(mode="cli_failure", failure_case="untrusted")
+    error = review(spec("gemini")).error or ""
+    assert "not running in a trusted directory" in error and "printed no JSON output object" in error
+
+
+def test_a_long_cli_error_is_redacted_then_bounded_with_its_hint_whole(fakes, review, planted) -> None:
+    from phasegate.reviews.parse import MAX_ERROR_CHARS
+
+    secret, _ = planted
+    fakes.scenario(mode="leak_stderr", leak_env="OPENAI_API_KEY", exit_code=1)
+    error = review(spec("llm")).error or ""
+    assert secret not in error and "[REDACTED:OPENAI_API_KEY]" in error
+    assert len(error) <= MAX_ERROR_CHARS
+    assert error.endswith(f"{KEY_HINT} (`key_env` names another)")
+    assert "… — hint: " in error  # the cause was cut at a word, the hint kept
+
+
+def test_a_review_with_tokens_and_no_prices_is_marked_cost_unknown(fakes, review) -> None:
+    fakes.scenario(mode="scale")
+    outcome = review(spec("codex"))
+    assert outcome.error is None and outcome.cost_usd is None and outcome.cost_unknown
+    meta = json.loads((outcome.out_dir / "meta.json").read_text())
+    assert meta["attempts"][0]["cost_source"] == "cost unknown"
+    assert not review(spec("codex", price_per_mtok_input=1.0, price_per_mtok_output=2.0)).cost_unknown
+
+
+@pytest.mark.parametrize(("table", "warned"), [('preset = "codex"', True),
+                                               ('preset = "codex"\nprice_per_mtok_input = 1.25', False),
+                                               ('preset = "claude"', False)])
+def test_check_warns_of_a_reviewer_that_reports_tokens_and_has_no_prices(table, warned, workspace) -> None:
+    from tests.conftest import run_cli, session_toml
+
+    (workspace / "session.toml").write_text(session_toml("s", ["a"], extra=f"\n[reviewers.second]\n{table}\n"))
+    check = run_cli("check", workspace / "session.toml", cwd=workspace)
+    assert check.returncode == 0, check.stderr
+    assert ("[reviewers.second]: codex reports tokens but no cost" in check.stderr) is warned

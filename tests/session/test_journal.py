@@ -56,3 +56,14 @@ def test_garbage_file_is_reported_not_restarted(tmp_path):
     (tmp_path / "state.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(JournalError, match="unreadable.*phasegate recover"):
         Journal.open(tmp_path / "state.db")
+
+
+def test_a_review_whose_cost_is_unknown_is_marked_in_the_ledger_not_billed_as_free(tmp_path):
+    journal = make(tmp_path)
+    for gate, cost, unknown in (("g.priced", 0.25, False), ("g.tokens", None, True), ("g.free", None, False)):
+        journal.review_asked("a", gate, 1)
+        journal.review_answered("a", gate, 1, answer={"cost_unknown": unknown}, audit={}, cost_usd=cost)
+    rows = journal._conn.execute("SELECT amount_usd, note FROM ledger WHERE kind='review' ORDER BY seq").fetchall()
+    assert [(r["amount_usd"], r["note"]) for r in rows] == [
+        (0.25, "gate g.priced"), (0.0, "gate g.tokens: cost unknown (tokens reported, no prices set)")]
+    assert journal.spent_usd() == 0.25

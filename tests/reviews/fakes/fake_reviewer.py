@@ -235,6 +235,91 @@ def rate_limited() -> None:
     sys.exit(1)
 
 
+CLAUDE_ENVELOPE = {
+    "type": "result",
+    "duration_ms": 1480,
+    "duration_api_ms": 0,
+    "num_turns": 1,
+    "session_id": "e8a0d63d-0000-4000-8000-000000000000",
+    "total_cost_usd": 0,
+    "usage": {"input_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 0},
+    "permission_denials": [],
+}
+# claude 2.1's error results: the subtype names the failure, `errors[]` holds its detail, `result` is absent.
+CLAUDE_ERROR_DETAIL = {
+    "error_during_execution": "API Error: Connection error.",
+    "error_max_turns": "Reached maximum number of turns (1)",
+    "error_max_budget_usd": "Reached maximum budget ($0.01)",
+    "error_max_structured_output_retries": "Failed to provide valid structured output after 5 attempts",
+}
+# gemini 0.61's fatal exit codes with the JSON error object it prints on stderr (stdout stays empty).
+GEMINI_FATAL = {
+    42: "No input provided via stdin. Input can be provided by piping data into gemini or using the --prompt option.",
+    52: "Invalid configuration in /home/user/.gemini/settings.json: unknown key 'modle'",
+    53: "Reached max session turns for this session. Increase the number of turns by specifying maxSessionTurns.",
+}
+
+
+def fail(stdout_lines: list[str], stderr_lines: list[str], code: int) -> None:
+    """Print what a failing CLI prints and exit with its code."""
+    for line in stdout_lines:
+        print(line)
+    for line in stderr_lines:
+        print(line, file=sys.stderr)
+    sys.exit(code)
+
+
+def claude_failure(mode: str) -> None:
+    """claude 2.1.197's real failures: not logged in, an unknown flag, its error results."""
+    if mode == "not_logged_in":  # exit 1 in ~1.5 s; `subtype` still says success
+        obj = {**CLAUDE_ENVELOPE, "subtype": "success", "is_error": True, "terminal_reason": "api_error",
+               "result": "Not logged in \u00b7 Please run /login"}
+        fail([json.dumps(obj)], [], 1)
+    if mode == "unknown_flag":  # commander.js rejects the argv before any JSON
+        fail([], ["error: unknown option '--no-session-persistence'"], 1)
+    obj = {**CLAUDE_ENVELOPE, "subtype": mode, "is_error": True, "errors": [CLAUDE_ERROR_DETAIL[mode]]}
+    fail([json.dumps(obj)], [], 1)
+
+
+def codex_failure(mode: str) -> None:
+    """codex-cli 0.171's real failures: a failed turn, an error item, an unknown flag (clap)."""
+    started = [json.dumps({"type": "thread.started", "thread_id": "01a20817"}), json.dumps({"type": "turn.started"})]
+    retries = [json.dumps({"type": "error", "message": f"Reconnecting... {n}/5 (stream disconnected before "
+                                                       "completion: error sending request for url "
+                                                       "(https://api.openai.com/v1/responses))"}) for n in (1, 2)]
+    if mode == "turn_failed":
+        failed = {"type": "turn.failed", "error": {"message": "unexpected status 401 Unauthorized: Missing bearer "
+                                                              "or basic authentication in header"}}
+        fail([*started, *retries, json.dumps(failed)], [], 1)
+    if mode == "error_item":
+        item = {"type": "item.completed",
+                "item": {"id": "item_0", "type": "error", "message": "model 'gpt-9' is not supported"}}
+        fail([*started, json.dumps(item)], [], 1)
+    fail([], ["error: unexpected argument '--no-such-flag' found", "",
+              "Usage: codex exec [OPTIONS] [PROMPT]", "", "For more information, try '--help'."], 2)
+
+
+def gemini_failure(mode: str) -> None:
+    """gemini-cli 0.61's fatal exits: 55 (untrusted folder, plain text) and the JSON ones (42, 52, 53)."""
+    if mode == "untrusted":
+        fail([], ['Approval mode overridden to "default" because the current folder is not trusted.',
+                  "Gemini CLI is not running in a trusted directory. To proceed, either use `--skip-trust`, "
+                  "set the `GEMINI_CLI_TRUST_WORKSPACE=true` environment variable, or trust this directory in "
+                  "interactive mode."], 55)
+    code = int(mode.removeprefix("exit_"))
+    error = {"session_id": "f438835c", "error": {"type": "Error", "message": GEMINI_FATAL[code], "code": code}}
+    fail([], [json.dumps(error, indent=2)], code)
+
+
+def llm_failure(mode: str) -> None:
+    """llm 0.36 without a key for its default OpenAI model."""
+    fail([], ["Error: No key found - add one using 'llm keys set openai' or set the OPENAI_API_KEY "
+              "environment variable"], 1)
+
+
+CLI_FAILURES = {"claude": claude_failure, "codex": codex_failure, "gemini": gemini_failure, "llm": llm_failure}
+
+
 def spawn_grandchild(setsid: bool) -> None:
     """A grandchild that inherits stdout and outlives its parent; its pid goes to pids.txt."""
     child = subprocess.Popen(
@@ -278,6 +363,12 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(41)
+    if mode == "leak_stderr":  # a long stderr line that quotes the key, then a missing-key error
+        words = " ".join(f"word{n}" for n in range(400))
+        fail([], [f"debug: key={os.environ.get(sc.get('leak_env', ''), '')} {words}",
+                  "Error: No key found"], sc.get("exit_code", 1))
+    if mode == "cli_failure":  # the real CLI's own failure, named by `failure_case`
+        CLI_FAILURES[NAME](sc["failure_case"])
     if mode == "huge":
         sys.stdout.write("x" * 200_000)
         return
