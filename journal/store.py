@@ -34,9 +34,9 @@ from phasegate.journal.records import (
     GateRecord,
     OperatorAction,
     PhaseRecord,
-    ReviewRecord,
     RunRecord,
 )
+from phasegate.journal.review_log import ReviewJournal
 from phasegate.journal.sanitize import MAX_TEXT_CHARS, clean, masked_text
 from phasegate.journal.schema import SCHEMA, SCHEMA_VERSION
 
@@ -57,7 +57,7 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 
-class Journal(PlanJournal):
+class Journal(PlanJournal, ReviewJournal):
     """Read and write access to one run's state.db; only the controller changes run state.
 
     Every query of phasegate lives here (and in the snapshot and budget readers of this package);
@@ -426,34 +426,6 @@ class Journal(PlanJournal):
             " ORDER BY seq DESC LIMIT 1", (gate_id, phase, phase)
         ).fetchone()
         return None if row is None else OperatorAction.from_row(row)
-
-    # -- reviews -----------------------------------------------------------------------------
-    def review(self, phase: str, gate_id: str, attempt: int) -> ReviewRecord | None:
-        """The reviewer call of a gate for one phase attempt, if one was asked."""
-        row = self._conn.execute("SELECT * FROM reviews WHERE phase=? AND gate_id=? AND attempt=?",
-                                 (phase, gate_id, attempt)).fetchone()
-        return None if row is None else ReviewRecord.from_row(row)
-
-    def review_asked(self, phase: str, gate_id: str, attempt: int) -> None:
-        """Commit that a reviewer is being asked, before its CLI starts: after a crash it is never asked again unseen."""
-        with self.transaction():
-            self._conn.execute("INSERT INTO reviews (phase, gate_id, attempt, asked_at) VALUES (?, ?, ?, ?)",
-                               (phase, gate_id, attempt, self.clock()))
-
-    def review_answered(self, phase: str, gate_id: str, attempt: int, *, answer: dict[str, Any],
-                        audit: dict[str, str], cost_usd: float | None) -> None:
-        """Commit a reviewer's answer, the sha256 of its audit files and its cost in one transaction (billed once)."""
-        now = self.clock()
-        with self.transaction():
-            self._conn.execute(
-                "UPDATE reviews SET answered_at=?, answer=?, audit=? WHERE phase=? AND gate_id=? AND attempt=?",
-                (now, json.dumps(answer, sort_keys=True, default=str), json.dumps(audit, sort_keys=True),
-                 phase, gate_id, attempt))
-            if cost_usd is not None or answer.get("cost_unknown"):  # tokens without prices: marked, never "$0"
-                note = f"gate {gate_id}" + ("" if cost_usd is not None else ": cost unknown (tokens reported, no "
-                                            "prices set)")
-                self._conn.execute("INSERT INTO ledger (ts, kind, phase, seconds, amount_usd, note)"
-                                   " VALUES (?, 'review', ?, NULL, ?, ?)", (now, phase, cost_usd or 0.0, note))
 
     def artifact_digests(self, phase: str) -> dict[str, str]:
         """The journaled sha256 of each artifact of a phase's last successful attempt, by path."""
