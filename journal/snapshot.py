@@ -147,9 +147,14 @@ class RunSnapshot:
         return next_step(self)
 
     @property
+    def approved_gate_ids(self) -> set[str]:
+        """Gates an operator approved (the controller journals an approval as the decision when it next decides)."""
+        return {a["gate_id"] for a in self.operator_actions if a.get("action") == "approved"}
+
+    @property
     def waiting_gates(self) -> list[GateView]:
-        """Pending gates no operator has approved yet (an approval counts once the controller next decides it)."""
-        approved = {a["gate_id"] for a in self.operator_actions if a.get("action") == "approved"}
+        """Pending gates no operator has approved yet."""
+        approved = self.approved_gate_ids
         return [g for g in self.gates if g.status == "pending" and g.gate_id not in approved]
 
     @property

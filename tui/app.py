@@ -44,7 +44,6 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from phasegate.floor.errors import PhasegateError
 from phasegate.floor.states import NextAction
 from phasegate.journal.snapshot import GateView
-from phasegate.tui.format import approved_gates
 from phasegate.tui.messages import CommandDone, ReaderTrouble, TextLoaded, ViewSampled
 from phasegate.tui.operator import Operator
 from phasegate.tui.reader import RunReader
@@ -210,8 +209,7 @@ class PhasegateApp(App[str]):
 
     def _approvable(self) -> list[GateView]:
         """Pending gates no operator has approved yet."""
-        done = approved_gates(self.view.snapshot.operator_actions) if self.view else set()
-        return [g for g in (self.view.pending_gates if self.view else ()) if g.gate_id not in done]
+        return self.view.snapshot.waiting_gates if self.view else []
 
     def _started_here_running(self) -> bool:
         return any(child.poll() is None for child in self.operator.children)

@@ -65,11 +65,6 @@ def session_label(state: str) -> str:
     return f"{SESSION_MARKS.get(state, '?')} {state.upper()}"
 
 
-def approved_gates(actions: tuple[dict[str, Any], ...]) -> set[str]:
-    """Gates an operator approved (the controller applies an approval when it next evaluates the gate)."""
-    return {a["gate_id"] for a in actions if a.get("action") == "approved"}
-
-
 def gate_status(gate: GateView, approved: set[str]) -> str:
     """A gate's status word; an approved gate still pending says so."""
     word = gate.status.upper()

@@ -49,6 +49,17 @@ def paused_session(workspace, pod):
     return workspace / "s.toml", workspace / "run"
 
 
+def run_until_paused(session, run_dir, env) -> subprocess.Popen:
+    """A headless `phasegate run`, read until its pause is published; its controller then waits on the pod."""
+    proc = subprocess.Popen([sys.executable, "-m", "phasegate", "run", str(session), "--run-dir", str(run_dir),
+                             "--headless"], stdout=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["type"] == "session_state" and event["state"] == "paused":
+            break
+    return proc
+
+
 def events(stdout):
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
@@ -106,13 +117,8 @@ def test_a_failed_pod_stop_is_journaled_the_run_pauses_and_the_pause_is_billed_f
 def test_an_approval_within_the_wait_goes_on_without_a_resume(workspace):
     calls = stand_in(workspace / "bin")
     session, run_dir = paused_session(workspace, '\n[pod]\nprovider = "runpod"\nrelease_after_min = 5\n')
-    proc = subprocess.Popen([sys.executable, "-m", "phasegate", "run", str(session), "--run-dir", str(run_dir),
-                             "--headless"], stdout=subprocess.PIPE, text=True, env=pod_env(workspace))
+    proc = run_until_paused(session, run_dir, pod_env(workspace))
     try:
-        for line in proc.stdout:
-            event = json.loads(line)
-            if event["type"] == "session_state" and event["state"] == "paused":
-                break
         approved = run_cli("approve", run_dir, "go")
         assert approved.returncode == 0 and approved.stderr.startswith("approved go")  # the live controller did
         out, _ = proc.communicate(timeout=60)  # it ends by itself: no resume
@@ -129,13 +135,8 @@ def test_an_operator_stop_within_the_wait_stops_the_run_and_with_stop_on_the_pod
     calls = stand_in(workspace / "bin")
     pod = '\n[pod]\nprovider = "runpod"\nrelease_after_min = 5\nstop_on = ["stopped"]\n'
     session, run_dir = paused_session(workspace, pod)
-    proc = subprocess.Popen([sys.executable, "-m", "phasegate", "run", str(session), "--run-dir", str(run_dir),
-                             "--headless"], stdout=subprocess.PIPE, text=True, env=pod_env(workspace))
+    proc = run_until_paused(session, run_dir, pod_env(workspace))
     try:
-        for line in proc.stdout:
-            event = json.loads(line)
-            if event["type"] == "session_state" and event["state"] == "paused":
-                break
         assert run_cli("stop", run_dir, "--reason", "not today").returncode == 0
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 3

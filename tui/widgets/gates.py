@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
-from phasegate.tui.format import approved_gates, gate_detail, gate_status
+from phasegate.tui.format import gate_detail, gate_status
 from phasegate.tui.view import RunView
 from phasegate.tui.widgets import set_text
 
@@ -39,7 +39,7 @@ class GatesPanel(Vertical):
     def watch_view(self, view: RunView | None) -> None:
         if view is None:
             return
-        approved = approved_gates(view.snapshot.operator_actions)
+        approved = view.snapshot.approved_gate_ids
         rows = tuple((gate_status(g, approved), g.gate_id, g.phase, g.summary) for g in view.snapshot.gates)
         if rows != self._rows:  # rebuilding the table resets its cursor, so only on a real change
             self._rows = rows
