@@ -59,6 +59,7 @@ def attempt_meta(record: AttemptRecord) -> dict[str, Any]:
         "spawn_error": result.spawn_error,
         "truncated": result.truncated,
         "pipes_held_open_after_exit": result.pipes_held_open,
+        "ended_early": result.ended_early,
         "duration_s": round(result.duration_s, 3),
         "transient": record.transient,
         "cost_usd": record.cost_usd,

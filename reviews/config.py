@@ -153,7 +153,7 @@ class ReviewerSpec(BaseModel):
         ge=0,
         le=10,
         description="Extra attempts after a transient failure (spawn error, killed by a "
-        "signal, rate limit). A returned answer is never retried.",
+        "signal, rate limit, an API the CLI cannot reach). A returned answer is never retried.",
     )
     cost_per_call_usd: float | None = Field(
         default=None,

@@ -84,3 +84,12 @@ def line_starts(text: str) -> Iterator[int]:
             yield at
         index = text.find("\n", at)
         index = index + 1 if index != -1 else -1
+
+
+def json_line(line: str) -> dict[str, Any]:
+    """One JSONL event of a CLI's stream, or {} for a line that is not a JSON object."""
+    try:
+        value = json.loads(line)
+    except ValueError:  # JSONDecodeError, and numbers too long to convert
+        return {}
+    return value if isinstance(value, dict) else {}

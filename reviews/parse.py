@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from phasegate.reviews.config import ReviewerSpec
-from phasegate.reviews.json_scan import json_objects, line_starts
+from phasegate.reviews.json_scan import json_line, json_objects, line_starts
+from phasegate.reviews.watch import NETWORK_FAILURE
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class ReviewerOutput:
     tokens_out: int | None = None
     is_error: bool = False
     error: str | None = None
+    no_report: bool = False
+    """True when the CLI printed none of its format: its stderr, not `error`, then says what went wrong."""
 
 
 MAX_ERROR_CHARS = 1000
@@ -48,7 +51,9 @@ _MISSING_KEY = re.compile(
 _HINT = " — hint: "
 _NOT_TRUSTED = re.compile(r"not (running in )?a? ?trusted|untrusted|--skip-trust", re.IGNORECASE)
 _UNKNOWN_FLAG = re.compile(
-    r"unknown (option|argument|flag)|unexpected argument|unrecognized (option|argument)", re.IGNORECASE
+    r"unknown (option|argument|flag)|unexpected argument|unrecognized (option|argument)|no such option"
+    r"|invalid values?:|argument: \S+, given:",
+    re.IGNORECASE,
 )
 
 
@@ -62,10 +67,17 @@ def bounded(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return (cut[:space] if space > limit // 2 else cut).rstrip() + "…"
 
 
+# Lines the CLIs print on every run, failing or not (gemini 0.61, codex 0.171 with HOME under /tmp).
+_NOISE = re.compile(r"^(Warning: 256-color support|Ripgrep is not available|\[STARTUP\] "
+                    r"|WARNING: proceeding, even though we could not create PATH aliases)")
+
+
 def stderr_tail(stderr: str, lines: int = STDERR_LINES) -> str:
-    """The CLI's last non-blank stderr lines, joined on one line."""
-    kept = [line.strip() for line in stderr.splitlines() if line.strip()]
-    return " / ".join(kept[-lines:])
+    """The CLI's last telling stderr lines, joined on one line; a rejected flag's line whatever its place."""
+    # Parsers print the rejected flag first and their usage after it (gemini's runs to 60 lines).
+    kept = [line.strip() for line in stderr.splitlines() if line.strip() and not _NOISE.match(line.strip())]
+    rejected = [line for line in kept if _UNKNOWN_FLAG.search(line)]
+    return " / ".join(rejected[-2:] if rejected else kept[-lines:])
 
 
 def _no_json(what: str, stderr: str) -> str:
@@ -87,8 +99,14 @@ def failure_hint(spec: ReviewerSpec, cause: str, exit_code: int | None) -> str:
         return (f"{program} does not trust the review's fresh scratch folder: pass `--skip-trust` "
                 "(extra_args), which also keeps its read-only approval mode in effect")
     if code != 41 and _UNKNOWN_FLAG.search(cause):
-        return (f"the installed {program} does not know a flag phasegate passes: compare "
+        return (f"the installed {program} rejected a flag or value phasegate passes: compare "
                 f"`{program} --version` with the README's tested versions, or drop the flag from extra_args")
+    if spec.kind == "llm" and "does not support schemas" in cause:
+        return ("this model has no schema support: set `schema = false` in the reviewer's table (its answer is then "
+                "checked by phasegate's decision contract alone)")
+    if NETWORK_FAILURE.search(cause):
+        return (f"{program} could not reach its provider's API: check this machine's network, DNS, proxy or "
+                "firewall (phasegate retries per `retries`)")
     if code == 41 or _MISSING_KEY.search(cause):
         return _key_hint(spec)
     return ""
@@ -144,11 +162,21 @@ def _sum_ints(*values: Any) -> int | None:
     return sum(numbers) if numbers else None
 
 
+def _claude_result(stdout: str) -> dict[str, Any] | None:
+    """The last `type: result` object: stream-json's final event, or `--output-format json`'s one object."""
+    found = None
+    for obj in json_objects(stdout, line_starts(stdout)):
+        if obj.get("type") == "result":
+            found = obj
+    return found
+
+
 def parse_claude(stdout: str, stderr: str, last_message: str | None) -> ReviewerOutput:
-    """`claude -p --output-format json`: one result object; `is_error` wins over exit code 0."""
-    obj = _json_object(stdout)
+    """`claude -p --output-format stream-json`: the final result event; `is_error` wins over exit code 0."""
+    # An interrupted stream ends without its result event: then there is no answer to read.
+    obj = _claude_result(stdout)
     if obj is None:
-        return _failed(_no_json("claude printed no JSON result object", stderr), stdout)
+        return replace(_failed(_no_json("claude printed no JSON result object", stderr), stdout), no_report=True)
     structured = obj.get("structured_output")
     result = obj.get("result")
     text = json.dumps(structured) if isinstance(structured, dict) else str(result or "")
@@ -199,7 +227,7 @@ def parse_codex(stdout: str, stderr: str, last_message: str | None) -> ReviewerO
     failures: list[str] = []
     completed = False
     for line in stdout.splitlines():
-        event = _json_line(line)
+        event = json_line(line)
         kind = event.get("type")
         item = event.get("item") if isinstance(event.get("item"), dict) else {}
         if kind == "item.completed" and item.get("type") == "agent_message":
@@ -236,21 +264,12 @@ def _last_distinct(messages: list[str], count: int) -> list[str]:
     return kept[::-1]
 
 
-def _json_line(line: str) -> dict[str, Any]:
-    """One JSONL event, or {} for a line that is not a JSON object."""
-    try:
-        value = json.loads(line)
-    except (json.JSONDecodeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def parse_gemini(stdout: str, stderr: str, last_message: str | None) -> ReviewerOutput:
     """`gemini -p --output-format json`: response text, per-model token stats, error object."""
     # gemini 0.61 prints its JSON error object on stderr, with stdout empty.
     obj = _json_object(stdout) or _json_object(stderr)
     if obj is None:  # exit 55 (folder not trusted) is plain text on stderr
-        return _failed(_no_json("gemini printed no JSON output object", stderr), stdout)
+        return replace(_failed(_no_json("gemini printed no JSON output object", stderr), stdout), no_report=True)
     stats = obj.get("stats") if isinstance(obj.get("stats"), dict) else {}
     models = stats.get("models") if isinstance(stats.get("models"), dict) else {}
     tokens = [m.get("tokens", {}) for m in models.values() if isinstance(m, dict)]

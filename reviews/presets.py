@@ -78,16 +78,20 @@ class BuildContext:
 # Claude Code 2.1.197 `--help`: `--tools ""` ("Use \"\" to disable all tools"; the deny-list
 # alone misses tools added in 2.1.x, so it stays only as a second fence),
 # `--no-session-persistence` (no transcript under ~/.claude/projects; print mode only) and
-# `--effort <level>` (low, medium, high, xhigh, max).
+# `--effort <level>` (low, medium, high, xhigh, max). `--output-format stream-json` (which print
+# mode accepts only with `--verbose`) streams `system/api_retry` events while the API cannot be
+# reached, so an offline attempt ends in seconds (reviews/watch.py); its last event is the same
+# result object `json` prints.
 def _claude(ctx: BuildContext) -> tuple[list[str], Path | None]:
-    """`claude -p --bare`: one JSON result object on stdout, schema-bound, no tools at all."""
+    """`claude -p --bare`: stream-json events ending in the result object, schema-bound, no tools at all."""
     schema = json.dumps(decision_schema(ctx.change_keys))
     argv = [
         "claude",
         "-p",
         "--bare",
         "--output-format",
-        "json",
+        "stream-json",
+        "--verbose",
         "--disallowedTools",
         "Bash,Edit,Write,NotebookEdit,WebFetch,WebSearch,Agent",
         "--permission-mode",

@@ -4,7 +4,8 @@
 # after the reviewer exits, so reading stops at the timeout, or a short grace after the direct
 # child exits. Its whole tree (floor/processes.py: group, tagged escapees) is killed at the end
 # either way, a sentinel kills it should the controller die, and a stop signal to the controller
-# ends it at once.
+# ends it at once. A `watch` sees every chunk as it arrives and may end the run early (a CLI that
+# only waits on the network, reviews/watch.py).
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from pathlib import Path
 from phasegate.floor.processes import StopSignal, new_tag, spawn_contained, stop_signal
 
 Clock = Callable[[], float]
+Watch = Callable[[str, bytes], str | None]
+"""Fed (stream name, chunk) as output arrives; returns why to end the run now, or None."""
 
 DEFAULT_GRACE_S = 0.5
 DEFAULT_MAX_OUTPUT_BYTES = 8 * 1024 * 1024
@@ -41,6 +44,8 @@ class ProcessResult:
     spawn_error: str | None = None
     truncated: bool = False
     pipes_held_open: bool = False
+    ended_early: str | None = None
+    """Why the watch ended the run before the process exited (its tree was killed then)."""
 
     @property
     def signal(self) -> int | None:
@@ -51,9 +56,11 @@ class ProcessResult:
 class _Pump:
     """Feeds stdin and drains stdout/stderr of one child through a selector, bounded."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], stdin: bytes, max_bytes: int) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], stdin: bytes, max_bytes: int, watch: Watch | None) -> None:
         self._proc = proc
         self._max = max_bytes
+        self._watch = watch
+        self.ended_early: str | None = None
         self._sel = selectors.DefaultSelector()
         self._buffers = {"stdout": bytearray(), "stderr": bytearray()}
         self._pending = memoryview(stdin)
@@ -105,6 +112,8 @@ class _Pump:
                 return False, True
             if now >= deadline:
                 return True, False
+            if self.ended_early is not None:
+                return False, False
             limit = deadline if exited_at is None else min(deadline, exited_at + grace_s)
             wait = min(max(0.0, limit - now), _STOP_CHECK_S)
             if self._pidfd is None:
@@ -145,6 +154,8 @@ class _Pump:
         if len(data) > room:
             self.truncated = True
         buffer += data[: max(0, room)]
+        if self._watch is not None and self.ended_early is None:
+            self.ended_early = self._watch(key.data, data)
 
     def output(self, name: str) -> bytes:
         """Everything kept from `stdout` or `stderr`."""
@@ -170,8 +181,10 @@ def run_bounded(
     grace_s: float = DEFAULT_GRACE_S,
     max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
     clock: Clock = time.monotonic,
+    watch: Watch | None = None,
 ) -> ProcessResult:
-    """Run `argv` (no shell) contained in a new session; kill its tree on timeout, on a stop and when done."""
+    """Run `argv` (no shell) contained in a new session; kill its tree on timeout, on a stop, when `watch` says
+    so, and when done."""
     # `clock` only measures the reported duration, so a frozen test clock cannot stop timeouts.
     start = clock()
     try:
@@ -190,7 +203,7 @@ def run_bounded(
             None, b"", b"", clock() - start, spawn_error=f"{type(exc).__name__}: {exc}"
         )
     proc = process.popen
-    pump = _Pump(proc, stdin, max_bytes)
+    pump = _Pump(proc, stdin, max_bytes, watch)
     try:
         timed_out, held_open = pump.run(time.monotonic() + timeout_s, grace_s)
     finally:
@@ -207,4 +220,5 @@ def run_bounded(
         timed_out=timed_out,
         truncated=pump.truncated,
         pipes_held_open=held_open,
+        ended_early=pump.ended_early,
     )

@@ -44,6 +44,7 @@ from phasegate.reviews.process import (
 )
 from phasegate.reviews.prompt import ReviewRequest, redacted_evidence, render_prompt
 from phasegate.reviews.repo_digest import tree_digest
+from phasegate.reviews.watch import NETWORK_FAILURE, network_watch
 
 ALLOWED_ENV = frozenset({"PATH", "HOME", "LANG", "TERM", "TMPDIR"})
 # A failed run whose output says this was throttled is worth another try; anything else is not.
@@ -52,6 +53,8 @@ RATE_LIMITED = re.compile(
 )
 DEFAULT_WAIT: wait_base = wait_random_exponential(multiplier=2, max=60)
 STOP_CHECK_S = 0.1  # how often a backoff wait looks for a stop signal
+BUNDLE_DIR = "bundle"  # the reviewer's working folder: prompt, evidence, schema
+TMP_DIR = "tmp"  # its TMPDIR, removed with the bundle
 
 
 def _nothing() -> None:
@@ -80,18 +83,24 @@ class _Transient(Exception):
     """Raised inside the retry loop when an attempt failed in a way worth retrying."""
 
 
-def child_env(env: Mapping[str, str], key_env: str | None) -> dict[str, str]:
+def child_env(env: Mapping[str, str], key_env: str | None, tmp_dir: Path | None = None) -> dict[str, str]:
     """The reviewer's environment: PATH, HOME, locale, TERM, TMPDIR and the one key variable."""
+    # TMPDIR points into the scratch bundle when given: gemini writes error reports quoting the
+    # request to the temp folder, and those must go when the bundle goes.
     kept = {k: v for k, v in env.items() if k in ALLOWED_ENV or k.startswith("LC_")}
     if key_env and key_env in env:
         kept[key_env] = env[key_env]
+    if tmp_dir is not None:
+        kept["TMPDIR"] = str(tmp_dir)
     return kept
 
 
 def transient_cause(result: ProcessResult, output: ReviewerOutput | None) -> str | None:
-    """Why an attempt should be retried (spawn error, signal, rate limit), or None."""
+    """Why an attempt should be retried (spawn error, signal, rate limit, no network), or None."""
     if result.spawn_error:
         return f"could not start: {result.spawn_error}"
+    if result.ended_early:
+        return result.ended_early
     if result.timed_out:
         return None
     if result.signal:
@@ -101,7 +110,12 @@ def transient_cause(result: ProcessResult, output: ReviewerOutput | None) -> str
         return None
     cli_error = output.error if output is not None and output.error else ""
     tail = "\n".join([cli_error, _decode(result.stderr[-4096:]), _decode(result.stdout[-4096:])])
-    return "rate limited" if RATE_LIMITED.search(tail) else None
+    if RATE_LIMITED.search(tail):
+        return "rate limited"
+    # Only the CLI's own error (else its stderr) says whether the network failed: codex's stdout
+    # may hold reconnects it recovered from before a turn failed for another reason.
+    reported = cli_error or stderr_tail(_decode(result.stderr[-4096:]))
+    return f"network unreachable: {reported}" if NETWORK_FAILURE.search(reported) else None
 
 
 def _decode(data: bytes) -> str:
@@ -129,15 +143,18 @@ def _run_attempt(
 ) -> AttemptRecord:
     """Build, run and parse one attempt."""
     invocation = build_invocation(spec, prompt, scratch, number, request.allowed_changes)
+    tmp_dir = scratch.parent / TMP_DIR  # beside the bundle, not in it: the reviewer's folder holds evidence only
+    watch = network_watch(spec.kind)
     result = run_bounded(
         invocation.argv,
         stdin=invocation.stdin,
         cwd=scratch,
-        env=child_env(env, spec.resolved_key_env()),
+        env=child_env(env, spec.resolved_key_env(), tmp_dir),
         timeout_s=spec.timeout_s,
         grace_s=options.grace_s,
         max_bytes=options.max_output_bytes,
         clock=clock,
+        watch=watch.feed if watch is not None else None,
     )
     last = _read_bounded(invocation.output_file, options.max_output_bytes)
     output = None
@@ -202,7 +219,7 @@ def verdict_of(record: AttemptRecord, request: ReviewRequest, spec: ReviewerSpec
         headline = f"reviewer timed out after {spec.timeout_s:g}s; its process group was killed"
         return _failure(spec, headline, record)
     if record.transient:
-        return _failure(spec, f"reviewer failed ({record.transient}) after {record.number} attempt(s)", record)
+        return _failure(spec, f"reviewer failed after {record.number} attempt(s): {record.transient}", record)
     if result.truncated:
         return reviewer_error("reviewer output exceeded the size limit and was cut")
     if result.exit_code != 0:
@@ -217,17 +234,23 @@ def verdict_of(record: AttemptRecord, request: ReviewRequest, spec: ReviewerSpec
 
 
 def _failure(spec: ReviewerSpec, headline: str, record: AttemptRecord) -> Verdict:
-    """A reviewer error: `headline`, the CLI's own cause and a hint."""
-    return reviewer_error(failure_message(spec, headline, _cause(spec, record), record.result.exit_code))
+    """A reviewer error: `headline`, the CLI's own cause (unless the headline quotes it already) and a hint."""
+    cause = _cause(spec, record)
+    return reviewer_error(failure_message(spec, headline, "" if cause in headline else cause, record.result.exit_code))
 
 
 def _cause(spec: ReviewerSpec, record: AttemptRecord) -> str:
     """The CLI's own error (its reported error, else its last stderr lines) to explain a failure."""
     output = record.output
+    if record.result.ended_early:  # the watch's reason is the cause; what the killed CLI printed is no report
+        return ""
+    stderr = stderr_tail(_decode(record.result.stderr))
+    if output is not None and output.no_report:  # a CLI that failed before its format: its stderr is the cause
+        return stderr or output.error or ""
     # A killed CLI's half-written output is no error report, except codex's events (its reconnect loop).
     if output is not None and output.error and (spec.kind == "codex" or not record.result.timed_out):
         return output.error
-    return stderr_tail(_decode(record.result.stderr))
+    return stderr
 
 
 def _redacted(verdict: Verdict, redactor: Redactor) -> Verdict:
@@ -288,8 +311,10 @@ def run_review(
     repo = Path(repo_dir) if repo_dir is not None else None
     excludes = _repo_excludes(repo, options, out_dir) if repo else []
     before = _digest(repo, excludes)
-    with tempfile.TemporaryDirectory(prefix="phasegate-review-") as scratch_name:
-        scratch = Path(scratch_name)
+    with tempfile.TemporaryDirectory(prefix="phasegate-review-") as root:
+        scratch = Path(root) / BUNDLE_DIR
+        scratch.mkdir(mode=0o700)
+        (Path(root) / TMP_DIR).mkdir(mode=0o700)
         write_private(scratch / PROMPT_FILE, prompt)
         write_private(scratch / "evidence.json", redacted_evidence(request, redactor))
         options.on_asked()

@@ -125,7 +125,8 @@ def test_prompt_goes_on_stdin_never_in_argv(preset: str, tmp_path: Path) -> None
 def test_claude_argv_is_headless_bare_json_schema_bound_and_toolless(tmp_path: Path) -> None:
     argv = _argv(ReviewerSpec(preset="claude"), tmp_path)
     assert argv[:3] == ("claude", "-p", "--bare")
-    assert argv[argv.index("--output-format") + 1] == "json"
+    # stream-json (print mode needs --verbose with it): retries show while they happen, so offline ends early.
+    assert argv[argv.index("--output-format") + 1] == "stream-json" and "--verbose" in argv
     assert argv[argv.index("--permission-mode") + 1] == "dontAsk"
     denied = argv[argv.index("--disallowedTools") + 1].split(",")
     assert {"Bash", "Edit", "Write", "WebFetch"} <= set(denied)

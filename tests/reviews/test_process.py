@@ -51,3 +51,21 @@ def test_child_that_never_reads_stdin_still_times_out(tmp_path: Path) -> None:
         timeout_s=0.5,
     )
     assert result.timed_out and result.signal == 9
+
+
+def test_a_watch_ends_the_run_early_and_kills_its_tree(tmp_path: Path) -> None:
+    # Lines arrive split across reads; the watch still sees each whole line, and the tree dies with the run.
+    script = ("import sys, time\n"
+              "for n in range(1000):\n"
+              "    sys.stdout.write('wait' if n % 2 == 0 else 'ing %d\\n' % n); sys.stdout.flush(); time.sleep(0.02)\n")
+    seen: list[bytes] = []
+
+    def watch(stream: str, data: bytes) -> str | None:
+        seen.append(data)
+        return "three waits" if b"".join(seen).count(b"waiting") >= 3 else None
+
+    started = time.monotonic()
+    result = run_bounded([sys.executable, "-c", script], stdin=b"", cwd=tmp_path, env={}, timeout_s=30, watch=watch)
+    assert time.monotonic() - started < 10
+    assert result.ended_early == "three waits" and not result.timed_out and result.signal is not None
+    assert result.stdout.count(b"waiting") < 10

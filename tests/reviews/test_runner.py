@@ -336,8 +336,7 @@ def test_a_stop_signal_cuts_a_retry_backoff_short_and_starts_no_other_reviewer(f
 KEY_HINT = "is the only key variable passed to the reviewer"
 REAL_FAILURES = [
     ("claude", "not_logged_in", "Not logged in · Please run /login", "set ANTHROPIC_API_KEY"),
-    ("claude", "unknown_flag", "error: unknown option '--no-session-persistence'", "`claude --version`"),
-    ("claude", "error_during_execution", "API Error: Connection error.", None),
+    ("claude", "unknown_flag", "error: unknown option '--no-such-flag'", "`claude --version`"),
     ("claude", "error_max_turns", "Reached maximum number of turns (1)", None),
     ("claude", "error_max_budget_usd", "Reached maximum budget ($0.01)", None),
     ("claude", "error_max_structured_output_retries", "Failed to provide valid structured output", None),
@@ -345,11 +344,14 @@ REAL_FAILURES = [
      "set CODEX_API_KEY"),
     ("codex", "error_item", "model 'gpt-9' is not supported", None),
     ("codex", "unknown_flag", "error: unexpected argument '--no-such-flag' found", "`codex --version`"),
-    ("gemini", "untrusted", "code 55 (gemini: the folder is not trusted)", "pass `--skip-trust`"),
-    ("gemini", "exit_42", "code 42 (gemini: invalid input): gemini reported: No input provided", None),
+    ("gemini", "untrusted", "Gemini CLI is not running in a trusted directory", "pass `--skip-trust`"),
+    ("gemini", "exit_42", "code 42 (gemini: invalid input): No input provided via stdin", None),
     ("gemini", "exit_52", "code 52 (gemini: invalid configuration): gemini reported: Invalid configuration", None),
     ("gemini", "exit_53", "code 53 (gemini: the turn limit was reached): gemini reported: Reached max", None),
+    ("gemini", "unknown_flag", "code 1: Unknown arguments: such-flag, suchFlag", "`gemini --version`"),
     ("llm", "no_key", "Error: No key found", "set OPENAI_API_KEY"),
+    ("llm", "no_schema", "Error: Echo: echo does not support schemas", "`schema = false`"),
+    ("llm", "unknown_flag", "Error: No such option '--no-such-flag'", "`llm --version`"),
 ]
 
 
@@ -365,13 +367,32 @@ def test_each_real_cli_failure_names_its_cause_and_hint(preset, case, cause, hin
         assert hint in error.partition(" — hint: ")[2]
     else:
         assert "hint:" not in error
-    assert not error.endswith("printed no JSON result object") and not error.endswith("no JSON output object")
+    assert "no JSON" not in error and "Warning: 256-color" not in error
 
 
-def test_the_gemini_untrusted_message_quotes_its_plain_text_stderr(fakes, review) -> None:
-    fakes.scenario(mode="cli_failure", failure_case="untrusted")
-    error = review(spec("gemini")).error or ""
-    assert "not running in a trusted directory" in error and "printed no JSON output object" in error
+OFFLINE = [("claude", "offline", "claude could not reach its API (retry 3/10, error: unknown)"),
+           ("claude", "error_during_execution", "network unreachable: claude reported an error "
+                                                "(subtype=error_during_execution): API Error: Connection error."),
+           ("codex", "offline", "codex could not reach its API (Reconnecting... 4/5 (stream disconnected before completion: failed to lookup address information"),
+           ("gemini", "offline", "gemini could not reach its API (attempt 2 failed: exception TypeError: fetch failed"),
+           ("llm", "offline", "network unreachable: Error: Connection error.")]
+
+
+@pytest.mark.parametrize(("preset", "case", "cause"), OFFLINE, ids=[f"{p}-{c}" for p, c, _ in OFFLINE])
+def test_a_cli_that_only_waits_on_the_network_ends_early_and_is_retried(preset, case, cause, fakes, review) -> None:
+    # The fakes wait forever as the real CLIs do offline; only the timeout would end them without the watch.
+    fakes.scenario(mode="cli_failure", failure_case=case)
+    started = time.monotonic()
+    outcome = review(spec(preset, timeout_s=120, retries=1))
+    error = outcome.error or ""
+    assert time.monotonic() - started < 20
+    assert outcome.decision is Decision.INVESTIGATE and outcome.attempts == 2 and len(fakes.calls()) == 2
+    assert error.startswith("reviewer failed after 2 attempt(s): ") and cause in error
+    assert "could not reach its provider's API" in error.partition(" — hint: ")[2]
+    assert "timed out" not in error and "no JSON" not in error
+    attempts = json.loads((outcome.out_dir / "meta.json").read_text())["attempts"]
+    watched = case == "offline" and preset != "llm"  # llm prints nothing while it retries; its exit says it
+    assert all((a["ended_early"] == a["transient"]) is watched and a["transient"] for a in attempts), attempts
 
 
 def test_a_long_cli_error_is_redacted_then_bounded_with_its_hint_whole(fakes, review, planted) -> None:

@@ -114,7 +114,20 @@ def answer_text(mode: str, prompt: str, sc: dict) -> str:
     return json.dumps(decision(prompt, sc.get("decision", "SCALE")))
 
 
+CLAUDE_INIT = {"type": "system", "subtype": "init", "cwd": "/tmp/x", "session_id": "3b1f0c9e", "tools": [],
+               "mcp_servers": [], "model": "claude-opus-4-8", "permissionMode": "default",
+               "apiKeySource": "ANTHROPIC_API_KEY", "claude_code_version": "2.1.197"}
+
+
+def claude_assistant(text: str) -> dict:
+    """stream-json's assistant event for one text reply."""
+    return {"type": "assistant", "message": {"role": "assistant", "type": "message", "model": "claude-opus-4-8",
+                                              "content": [{"type": "text", "text": text}]},
+            "parent_tool_use_id": None, "session_id": "3b1f0c9e"}
+
+
 def emit_claude(text: str, prompt: str, mode: str) -> None:
+    """`--output-format stream-json --verbose`: init, the assistant's reply, then the result object."""
     obj = {
         "type": "result",
         "subtype": "success",
@@ -131,7 +144,8 @@ def emit_claude(text: str, prompt: str, mode: str) -> None:
     elif mode in ("scale", "leak") and "--json-schema" in sys.argv:
         # With --json-schema the validated answer arrives in structured_output.
         obj["structured_output"] = json.loads(text.splitlines()[0])
-    print(json.dumps(obj))
+    for event in (CLAUDE_INIT, claude_assistant(text), obj):
+        print(json.dumps(event))
 
 
 def emit_codex(text: str) -> None:
@@ -252,12 +266,17 @@ CLAUDE_ERROR_DETAIL = {
     "error_max_budget_usd": "Reached maximum budget ($0.01)",
     "error_max_structured_output_retries": "Failed to provide valid structured output after 5 attempts",
 }
-# gemini 0.61's fatal exit codes with the JSON error object it prints on stderr (stdout stays empty).
+# gemini 0.61's fatal exits with the JSON error object it prints on stderr (stdout stays empty). 52 and 53 are
+# taken from its source (FatalConfigError, FatalTurnLimitedError): no offline run reaches them.
 GEMINI_FATAL = {
-    42: "No input provided via stdin. Input can be provided by piping data into gemini or using the --prompt option.",
     52: "Invalid configuration in /home/user/.gemini/settings.json: unknown key 'modle'",
     53: "Reached max session turns for this session. Increase the number of turns by specifying maxSessionTurns.",
 }
+GEMINI_NOISE = ["Warning: 256-color support not detected. Using a terminal with at least 256-color support is "
+                "recommended for a better visual experience.", "Ripgrep is not available. Falling back to GrepTool."]
+GEMINI_FETCH = "exception TypeError: fetch failed sending request"
+GEMINI_STACK = ["    at file:///usr/lib/node_modules/@google/gemini-cli/bundle/chunk-JDPZ4CE3.js:267671:13",
+                "    at async retryWithBackoff (file:///usr/lib/node_modules/@google/gemini-cli/bundle/chunk.js:308039:23)"]
 
 
 def fail(stdout_lines: list[str], stderr_lines: list[str], code: int) -> None:
@@ -269,20 +288,39 @@ def fail(stdout_lines: list[str], stderr_lines: list[str], code: int) -> None:
     sys.exit(code)
 
 
+def wait_forever(lines: list[str], stream, every_s: float) -> None:
+    """Print `lines` one by one, then the last one again and again: a CLI waiting on a network it cannot reach."""
+    for line in lines:
+        print(line, file=stream, flush=True)
+        time.sleep(every_s)
+    while True:
+        print(lines[-1], file=stream, flush=True)
+        time.sleep(every_s)
+
+
 def claude_failure(mode: str) -> None:
-    """claude 2.1.197's real failures: not logged in, an unknown flag, its error results."""
+    """claude 2.1.197's real failures: not logged in, an unknown flag, no network, its error results."""
     if mode == "not_logged_in":  # exit 1 in ~1.5 s; `subtype` still says success
-        obj = {**CLAUDE_ENVELOPE, "subtype": "success", "is_error": True, "terminal_reason": "api_error",
-               "result": "Not logged in \u00b7 Please run /login"}
-        fail([json.dumps(obj)], [], 1)
+        text = "Not logged in \u00b7 Please run /login"
+        obj = {**CLAUDE_ENVELOPE, "subtype": "success", "is_error": True, "api_error_status": None,
+               "terminal_reason": "completed", "result": text}
+        fail([json.dumps(e) for e in (CLAUDE_INIT, claude_assistant(text), obj)], [], 1)
     if mode == "unknown_flag":  # commander.js rejects the argv before any JSON
-        fail([], ["error: unknown option '--no-session-persistence'"], 1)
+        fail([], ["error: unknown option '--no-such-flag'"], 1)
+    if mode == "offline":  # a key but no network: api_retry events with no HTTP status, 10 retries over minutes
+        retries = [json.dumps({"type": "system", "subtype": "api_retry", "attempt": n, "max_retries": 10,
+                               "retry_delay_ms": 500 * 2 ** n, "error_status": None, "error": "unknown",
+                               "session_id": "3b1f0c9e"}) for n in range(1, 11)]
+        wait_forever([json.dumps(CLAUDE_INIT), *retries], sys.stdout, 0.1)
     obj = {**CLAUDE_ENVELOPE, "subtype": mode, "is_error": True, "errors": [CLAUDE_ERROR_DETAIL[mode]]}
     fail([json.dumps(obj)], [], 1)
 
 
+CODEX_OFFLINE = "stream disconnected before completion: failed to lookup address information: Name does not resolve"
+
+
 def codex_failure(mode: str) -> None:
-    """codex-cli 0.171's real failures: a failed turn, an error item, an unknown flag (clap)."""
+    """codex-cli 0.171's real failures: a failed turn, an error item, an unknown flag (clap), no network."""
     started = [json.dumps({"type": "thread.started", "thread_id": "01a20817"}), json.dumps({"type": "turn.started"})]
     retries = [json.dumps({"type": "error", "message": f"Reconnecting... {n}/5 (stream disconnected before "
                                                        "completion: error sending request for url "
@@ -295,12 +333,45 @@ def codex_failure(mode: str) -> None:
         item = {"type": "item.completed",
                 "item": {"id": "item_0", "type": "error", "message": "model 'gpt-9' is not supported"}}
         fail([*started, json.dumps(item)], [], 1)
+    if mode == "offline":  # with or without a key: five reconnects, a transport fallback, then a wait forever
+        reconnects = [json.dumps({"type": "error", "message": f"Reconnecting... {n}/5 ({CODEX_OFFLINE})"})
+                      for n in range(2, 6)]
+        fallback = {"type": "item.completed", "item": {"id": "item_0", "type": "error", "message":
+                                                       f"Falling back from WebSockets to HTTPS transport. {CODEX_OFFLINE}"}}
+        waiting = {"type": "error", "message": "Reconnecting... waiting for network (Connection failed: error "
+                                               "sending request)"}
+        wait_forever([*started, *reconnects, json.dumps(fallback), json.dumps(waiting)], sys.stdout, 0.1)
     fail([], ["error: unexpected argument '--no-such-flag' found", "",
-              "Usage: codex exec [OPTIONS] [PROMPT]", "", "For more information, try '--help'."], 2)
+              "  tip: to pass '--no-such-flag' as a value, use '-- --no-such-flag'", "",
+              "Usage: codex exec [OPTIONS] [PROMPT]", "       codex exec [OPTIONS] <COMMAND> [ARGS]", "",
+              "For more information, try '--help'."], 2)
+
+
+def gemini_offline() -> None:
+    """A key but no network: three attempts with backoff on stderr, then the error object; exit 1 (~15 s)."""
+    for line in GEMINI_NOISE:
+        print(line, file=sys.stderr)
+    for attempt in (1, 2):
+        for line in (f"Attempt {attempt} failed. Retrying with backoff... Error: {GEMINI_FETCH}", *GEMINI_STACK):
+            print(line, file=sys.stderr, flush=True)
+        time.sleep(0.5 * attempt)
+    error = {"session_id": "336c2624", "error": {"type": "Error", "message": GEMINI_FETCH, "code": 1}}
+    fail([], ["Error when talking to Gemini API Full report available at: /tmp/gemini-client-error.json",
+              json.dumps(error, indent=2)], 1)
 
 
 def gemini_failure(mode: str) -> None:
-    """gemini-cli 0.61's fatal exits: 55 (untrusted folder, plain text) and the JSON ones (42, 52, 53)."""
+    """gemini-cli 0.61's real failures: 55 (untrusted folder), 42, an unknown flag (all plain text), no network,
+    and the JSON ones (52, 53)."""
+    if mode == "offline":
+        gemini_offline()
+    if mode == "exit_42":  # stdin empty and no -p text
+        fail([], [*GEMINI_NOISE, "No input provided via stdin. Input can be provided by piping data into gemini or "
+                                 "using the --prompt option."], 42)
+    if mode == "unknown_flag":  # yargs: the rejected flag first, then its whole usage
+        fail([], ["Unknown arguments: such-flag, suchFlag", "Usage: gemini [options] [command]", "", "Commands:",
+                  "  gemini mcp                     Manage MCP servers", "", "Options:",
+                  "  -h, --help                      Show help  [boolean]"], 1)
     if mode == "untrusted":
         fail([], ['Approval mode overridden to "default" because the current folder is not trusted.',
                   "Gemini CLI is not running in a trusted directory. To proceed, either use `--skip-trust`, "
@@ -312,7 +383,14 @@ def gemini_failure(mode: str) -> None:
 
 
 def llm_failure(mode: str) -> None:
-    """llm 0.36 without a key for its default OpenAI model."""
+    """llm 0.36's real failures: no key for its default OpenAI model, no network, no schema support, a bad flag."""
+    if mode == "offline":  # a key but no network: the OpenAI client retries twice (~2 s), then this
+        fail([], ["Error: Connection error."], 1)
+    if mode == "no_schema":  # llm-echo, llm-markov and other models without schema support
+        fail([], ["Error: Echo: echo does not support schemas"], 1)
+    if mode == "unknown_flag":  # click
+        fail([], ["Usage: llm prompt [OPTIONS] [PROMPT]", "Try 'llm prompt --help' for help.", "",
+                  "Error: No such option '--no-such-flag'. Did you mean '--no-log'?"], 2)
     fail([], ["Error: No key found - add one using 'llm keys set openai' or set the OPENAI_API_KEY "
               "environment variable"], 1)
 
