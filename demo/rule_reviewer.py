@@ -34,6 +34,7 @@ REFERENCE_RULES: tuple[tuple[str, str, float], ...] = (
     ("runaway_rate", "<", 0.05),
     ("token_limit_rate", "<", 0.10),
     ("leakage_count", "==", 0),
+    ("leakage_rate", "<", 0.02),
     ("median_tokens", "<", 40),
     ("instruction_acceptance", ">=", 0.5),
 )

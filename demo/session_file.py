@@ -15,7 +15,8 @@ from phasegate.floor.errors import InvalidInput, RunDirError
 FAULT_PHASES: dict[str, str | None] = {"oom": "sft", "budget": None, "contamination": "load",
                                        "reviewer-hang": "pilot", "stall": "sft"}
 REFERENCE_QC = ('["runaway_rate < 0.05", "token_limit_rate < 0.10", "leakage_count == 0", '
-                '"median_tokens < 40", "instruction_acceptance >= 0.5", "pair_acceptance >= 0.5"]')
+                '"leakage_rate < 0.02", "median_tokens < 40", "instruction_acceptance >= 0.5", '
+                '"pair_acceptance >= 0.5"]')
 
 HEADER = """\
 # The phasegate demo session, written by `phasegate demo`{fault_note}.
@@ -30,6 +31,9 @@ seed = 7
 {session_extra}
 [model]
 path = {model}
+# The tiny model runs on the CPU on purpose; the GPU price above only shows budget burn. A session with a
+# GPU price and `device = "auto"` is a GPU session: without usable CUDA its first model phase stops it.
+device = "cpu"
 sentinel_max = 0.7
 
 [reviewers.local]

@@ -52,6 +52,12 @@ class PhaseContext(BaseModel):
         default_factory=dict, description="The phase's [phases.with] table."
     )
     seed: int = Field(0, description="The session seed; a phase's own `seed` param wins.")
+    gpu_expected: bool = Field(
+        False,
+        description="True in a GPU session ([session] gpu_hourly_usd or gpu set): the model must then run "
+        "on CUDA, and `[model] device = \"auto\"` without usable CUDA stops the phase instead of falling "
+        "back to CPU.",
+    )
     upstream: dict[str, UpstreamPhase] = Field(
         default_factory=dict,
         description="Every earlier phase of the session by phase id, in session order: its kind, "
@@ -91,12 +97,17 @@ class PhaseContext(BaseModel):
         return self.session_dir
 
     def require_model(self) -> ModelSpec:
-        """The `[model]` table, or an error saying how to add one."""
+        """The `[model]` table as this phase must use it, or an error saying how to add one.
+
+        In a GPU session `device = "auto"` becomes `"cuda"`: billed GPU hours never run on CPU unnoticed.
+        """
         if self.model is None:
             raise PhaseInputError(
                 f"phase {self.phase_id!r} ({self.kind}) needs a model, but the session file has "
                 'no [model] table; add one, e.g. [model] path = "models/base"'
             )
+        if self.gpu_expected and self.model.device == "auto":
+            return self.model.model_copy(update={"device": "cuda"})
         return self.model
 
     def latest_upstream(self, *kinds: str) -> tuple[str, UpstreamPhase] | None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from phasegate.pipeline.context import PhaseContext
-from phasegate.pipeline.data.pilot import GenerateParams, run_batches
+from phasegate.pipeline.data.pilot import GenerateParams, run_batches, seed_pool
 from phasegate.pipeline.data.qc import merge_thresholds, qc_metrics, write_qc_summary
 from phasegate.pipeline.errors import EXIT_STOPPED
 from phasegate.pipeline.files import atomic_write_jsonl, sha256_file
@@ -101,6 +101,7 @@ def generate(ctx: PhaseContext) -> int:
     params = _params(ctx, GenerateParams)
     rules = merge_thresholds(params.thresholds)
     seed = ctx.seed if params.seed is None else params.seed
+    seed_pool(ctx, params)  # a bad seed file is refused before minutes of model loading
     loaded = load_clean(ctx.require_model(), base=ctx.model_base)
     ref = _write_provenance(ctx, loaded)
     rows, batches = run_batches(ctx, loaded, params, seed, ref)

@@ -137,6 +137,64 @@ def cuda_info() -> dict[str, Any]:
         return {"torch_installed": True, "error": f"{type(exc).__name__}: {exc}"}
 
 
+# The lowest versions the model code works with; pyproject.toml declares the same floors (a test keeps them
+# equal) and says which API sets each one. Checked at every model load, so a pod's too-old library is an
+# exit 2 that names it rather than a TypeError deep inside from_pretrained.
+LIBRARY_FLOORS = {"transformers": "4.56", "peft": "0.18", "accelerate": "1.1"}
+
+
+def version_floor_problems(floors: dict[str, str] | None = None) -> dict[str, str]:
+    """For each library of `floors` that is absent or older than its floor, what is wrong (empty when all are fine)."""
+    from packaging.version import InvalidVersion, Version
+
+    problems = {}
+    for name, floor in (floors or LIBRARY_FLOORS).items():
+        installed = package_version(name)
+        try:
+            too_old = installed is not None and Version(installed) < Version(floor)
+        except InvalidVersion:
+            continue  # a local build with an odd version string: let it try
+        if installed is None:
+            problems[name] = f"{name} is not installed (phasegate needs {name}>={floor})"
+        elif too_old:
+            problems[name] = f"{name} {installed} is installed, but phasegate needs {name}>={floor}"
+    return problems
+
+
+def _cuda_init_error(torch: Any) -> str | None:
+    """The error `torch.cuda.init()` raises, as `Type: message`, or None when CUDA initialises."""
+    try:
+        torch.cuda.init()
+    except Exception as exc:  # AssertionError on a CPU build, RuntimeError on a driver mismatch, …
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _driver_line(nvml: Any = None) -> str:
+    """The NVIDIA driver NVML reports, or that there is none."""
+    gpu = gpu_info(nvml)
+    if "driver" not in gpu:
+        return "no NVIDIA driver found"
+    return f"NVIDIA driver {gpu['driver']} (supports CUDA {gpu['cuda_driver']}, {gpu['count']} GPU(s))"
+
+
+def cuda_status(nvml: Any = None) -> tuple[bool, str]:
+    """Whether CUDA is usable by torch here, and one line saying what torch, torch.cuda and the driver report."""
+    import torch
+
+    available = torch.cuda.is_available()
+    count = torch.cuda.device_count() if available else 0
+    init_error = _cuda_init_error(torch)
+    usable = available and count > 0 and init_error is None
+    parts = [
+        f"torch {torch.__version__} (CUDA build {torch.version.cuda})",
+        f"torch.cuda.is_available() = {available}, device_count() = {count}",
+        *([f"torch.cuda.init() failed: {init_error}"] if init_error else []),
+        _driver_line(nvml),
+    ]
+    return usable, "; ".join(parts)
+
+
 def _nvml_reason(exc: BaseException) -> str:
     """Describe an NVML failure by its class (e.g. NVMLError_LibraryNotFound) and message."""
     return f"{type(exc).__name__}: {exc}"

@@ -10,21 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from phasegate.floor.errors import ExitCode, InvalidInput, ResumeRefused, RunDirError, RunWaits
-from phasegate.floor.events import (
-    EARLY_STOP_EXIT,
-    ChildEvent,
-)
+from phasegate.floor.events import EARLY_STOP_EXIT, ChildEvent
 from phasegate.floor.faults import child_faults, crash_point
 from phasegate.floor.processes import StopSignal, owning_processes, stop_signal
 from phasegate.floor.reporter_path import reporter_env
 from phasegate.floor.states import PhaseState, Route, SessionState
 from phasegate.journal.events import EventKind
 from phasegate.journal.store import STORAGE_ERRORS, is_disk_full
-from phasegate.session.artifacts import (
-    clear_folder,
-    fresh_folder,
-    verify_completed,
-)
+from phasegate.session.artifacts import clear_folder, fresh_folder, verify_completed
 from phasegate.session.budget import BudgetMeter
 from phasegate.session.gating import (
     StageOutcome,
@@ -35,7 +28,13 @@ from phasegate.session.gating import (
 )
 from phasegate.session.gpu import GpuReader, default_reader
 from phasegate.session.notify import Notices
-from phasegate.session.outcomes import PhaseOutcome, early_stop, interrupted, out_of_memory
+from phasegate.session.outcomes import (
+    PhaseOutcome,
+    early_stop,
+    interrupted,
+    invalid_input,
+    out_of_memory,
+)
 from phasegate.session.phase_events import PhaseEvents
 from phasegate.session.phase_inputs import PhaseInputs, hourly_rate, session_redactor
 from phasegate.session.pod import PodActions
@@ -180,6 +179,8 @@ class Controller:
                     return early_stop(self.journal, phase, attempt, self._events.stop_request)
                 if not exit.succeeded and self._oom_line:
                     return out_of_memory(self.journal, phase, attempt, exit, self._oom_line)
+                if (refused := invalid_input(self.journal, phase, attempt, exit, self.run.run_dir)) is not None:
+                    return refused
                 if not exit.succeeded:
                     failures += 1
                     reason = f"exit code {exit.exit_code}" if exit.signal is None else f"killed by signal {exit.signal}"
@@ -305,6 +306,7 @@ class Controller:
         self.reporter.checkpoint(phase.id)
         self._publish()
         self.pod.release(SessionState.STOPPED, self._publish)  # when `[pod] stop_on` asks (not on a signal)
+        outcome.raise_if_invalid_input()  # the user's to fix: exit 2 with the phase's own message
         return ExitCode.STOPPED
 
     def _stop_on_signal(self, signum: int) -> ExitCode:
@@ -395,5 +397,3 @@ class Controller:
             self._published = record.seq
             for listener in self.listeners:
                 listener(record.published())  # each its own copy
-
-

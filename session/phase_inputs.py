@@ -124,6 +124,8 @@ class PhaseInputs:
                    "attempt": self.run.journal.phase(phase.id).attempts + 1, "seed": spec.session.seed,
                    "params": self.params(phase),
                    "model": spec.model.model_dump() if spec.model else None,
+                   # A priced GPU session: the phase must not fall back to CPU (see PhaseContext.gpu_expected).
+                   "gpu_expected": spec.session.gpu_hourly_usd is not None or spec.session.gpu is not None,
                    "upstream": self.upstream(phase)}
         return builtin_argv(phase, context=context, context_path=self.run.run_dir.root / "contexts" / f"{phase.id}.json")
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from phasegate.pipeline.context import PhaseContext
+from phasegate.pipeline.data.dedup import NEAR_DUP_THRESHOLD, drop_repeated_instructions
+from phasegate.pipeline.errors import PhaseInputError
 from phasegate.pipeline.files import atomic_write_jsonl, read_jsonl, sha256_text
 from phasegate.pipeline.generation.critic import DEFAULT_MIN_MARGIN, score_ab
 from phasegate.pipeline.generation.generate import (
@@ -26,14 +28,16 @@ from phasegate.pipeline.generation.generate import (
 from phasegate.pipeline.generation.prompts import (
     INSTRUCTION_STOPS,
     RESPONSE_STOPS,
+    SEED_INSTRUCTIONS,
     instruction_critic_prompt,
     instruction_generation_prompt,
+    load_seed_pool,
     pair_critic_prompt,
     parse_instruction_list,
     response_prompt,
 )
 from phasegate.pipeline.model.loader import LoadedModel
-from phasegate.pipeline.phase_io import prepare_work_dir
+from phasegate.pipeline.phase_io import prepare_work_dir, resolve_path
 from phasegate.pipeline.tokenizer import CleanTokenizer
 
 STEPS = ("instructions", "instruction_critic", "responses", "pair_critic", "write")
@@ -59,6 +63,19 @@ class GenerateParams(BaseModel):
     instruction_max_new_tokens: int = Field(48, ge=1, description="Token limit of one instruction.")
     n_shots: int = Field(
         5, ge=1, description="Seed instructions shown in the few-shot list prompt."
+    )
+    seed_file: str | None = Field(
+        None,
+        description="File of example instructions for the few-shot prompts, relative to the "
+        "session folder: one a line, or JSON lines (.jsonl) of strings or "
+        '{"instruction": ...} objects; default: the 12 built-in examples.',
+    )
+    near_dup_threshold: float = Field(
+        NEAR_DUP_THRESHOLD,
+        gt=0.0,
+        le=1.0,
+        description="A kept instruction whose MinHash Jaccard estimate (word 3-grams, 128 "
+        "permutations) with an earlier kept one reaches this is dropped as a near-duplicate.",
     )
     keep_truncated_instructions: bool = Field(
         False, description="Keep instructions cut off by their token limit (normally discarded)."
@@ -104,9 +121,10 @@ class PilotBatch:
         params: GenerateParams,
         seed: int,
         report: Callable[[int, str], None],
+        pool: Sequence[str] = SEED_INSTRUCTIONS,
     ) -> None:
         self.model, self.tok = loaded.model, loaded.tokenizer
-        self.params, self.seed, self.report = params, seed, report
+        self.params, self.seed, self.report, self.pool = params, seed, report, pool
 
     def _settings(self, batch: int, step: str, **overrides: Any) -> GenerationSettings:
         """Generation settings of one step, seeded per batch and step."""
@@ -134,7 +152,8 @@ class PilotBatch:
             stop=INSTRUCTION_STOPS,
         )
         prompts = [
-            instruction_generation_prompt(settings.seed + k, n_shots=p.n_shots) for k in range(size)
+            instruction_generation_prompt(settings.seed + k, n_shots=p.n_shots, pool=self.pool)
+            for k in range(size)
         ]
         rows, seen = [], set()
         for k, result in enumerate(generate_texts(self.model, self.tok, prompts, settings)):
@@ -223,14 +242,38 @@ def _keep(row: dict[str, Any]) -> bool:
     )
 
 
-def _fingerprint(params: GenerateParams, seed: int, loaded: LoadedModel) -> str:
+# Fields that only judge finished rows (or, for seed_file, name the pool the fingerprint holds).
+JUDGING_FIELDS = frozenset({"thresholds", "near_dup_threshold", "seed_file"})
+
+
+def seed_pool(ctx: PhaseContext, params: GenerateParams) -> tuple[str, ...]:
+    """The example instructions the few-shot prompts draw from: the seed file's, else the built-in."""
+    if params.seed_file is None:
+        return SEED_INSTRUCTIONS
+    try:
+        return load_seed_pool(resolve_path(ctx, params.seed_file), params.seed_file)
+    except PhaseInputError as error:
+        raise PhaseInputError(f"phase {ctx.phase_id!r} ({ctx.kind}): {error}") from None
+
+
+def pool_key(pool: Sequence[str]) -> dict[str, str]:
+    """The seed pool's part of a fingerprint: none for the built-in pool, so older work stays valid."""
+    if tuple(pool) == SEED_INSTRUCTIONS:
+        return {}
+    return {"seed_pool": sha256_text(json.dumps(list(pool)))}
+
+
+def _fingerprint(
+    params: GenerateParams, seed: int, loaded: LoadedModel, pool: Sequence[str]
+) -> str:
     """What batch files depend on; batches written under another fingerprint are stale.
 
     `count` is left out so a pilot can be extended, and thresholds since they only judge.
     """
     prov = loaded.provenance
     key = {
-        "params": params.model_dump(exclude={"thresholds", "count"}),
+        "params": params.model_dump(exclude=JUDGING_FIELDS | {"count"}),
+        **pool_key(pool),
         "versions": prov.versions,
         "seed": seed,
         "weights": prov.weights_sha256,
@@ -258,9 +301,11 @@ def run_batches(
     seed: int,
     provenance_ref: dict[str, str],
 ) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
-    """Run every batch whose file is missing; returns all rows and which batches ran or were reused."""
+    """Run every batch whose file is missing; returns all rows, repeated instructions un-kept, and
+    which batches ran or were reused."""
+    pool = seed_pool(ctx, params)
     batch_dir = ctx.work_dir / "batches"
-    prepare_work_dir(batch_dir, _fingerprint(params, seed, loaded))
+    prepare_work_dir(batch_dir, _fingerprint(params, seed, loaded, pool))
     n_batches = -(-params.count // params.batch_size)
     total = n_batches * len(STEPS)
 
@@ -271,7 +316,7 @@ def run_batches(
             step=f"batch {batch + 1}/{n_batches}: {step}",
         )
 
-    pilot = PilotBatch(loaded, params, seed, report)
+    pilot = PilotBatch(loaded, params, seed, report, pool)
     rows: list[dict[str, Any]] = []
     done: dict[str, list[int]] = {"generated": [], "reused": []}
     for batch in range(n_batches):
@@ -289,5 +334,6 @@ def run_batches(
             atomic_write_jsonl(path, batch_rows)
             done["generated"].append(batch)
         rows.extend(batch_rows)
+    drop_repeated_instructions(rows, params.near_dup_threshold)
     ctx.reporter.progress(total, total, step="batches done")
     return rows, done

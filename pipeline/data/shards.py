@@ -28,6 +28,7 @@ from phasegate.pipeline.data.batch_log import BatchLog
 from phasegate.pipeline.data.pilot import STEPS, GenerateParams, PilotBatch
 from phasegate.pipeline.errors import EXIT_INVALID_INPUT, PipelineError
 from phasegate.pipeline.files import atomic_write_json, atomic_write_jsonl, sha256_file, sha256_text
+from phasegate.pipeline.generation.prompts import SEED_INSTRUCTIONS
 from phasegate.pipeline.model.spec import ModelSpec
 
 ProgressFn = Callable[[int, int], None]
@@ -55,6 +56,7 @@ class ShardJob(BaseModel):
     fingerprint: str
     shard_dir: str
     shards: list[ShardSpec]
+    seed_pool: list[str] | None = None  # the seed file's instructions; None: the built-in ones
 
     def shard(self, index: int) -> ShardSpec:
         """The shard with this index."""
@@ -150,7 +152,8 @@ def compute_shard(
         if progress is not None:
             progress(batch * len(STEPS) + STEPS.index(step), n_batches * len(STEPS))
 
-    pilot = PilotBatch(loaded, job.params, shard.seed, report)
+    pool = SEED_INSTRUCTIONS if job.seed_pool is None else tuple(job.seed_pool)
+    pilot = PilotBatch(loaded, job.params, shard.seed, report, pool)
     batches = log.finished() if log is not None else []
     for batch in range(len(batches), n_batches):
         report(batch, "instructions")

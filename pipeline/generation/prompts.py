@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Sequence
+from pathlib import Path
+
+from phasegate.pipeline.errors import PhaseInputError
 
 RESPONSE_TEMPLATE = "Instruction: {instruction}\nResponse:"
 
@@ -68,6 +72,47 @@ PAIR_CRITIC_RUBRIC = (
     "Grade: A\n\n"
     "Instruction: Name two planets.\nResponse: I like sandwiches.\nGrade: B\n\n"
 )
+
+
+def _seed_line(line: str, jsonl: bool) -> str:
+    """One example instruction from one line of a seed file; ValueError says what is wrong."""
+    if not jsonl:
+        return line
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"is not JSON ({error.msg})") from None
+    if isinstance(item, dict):
+        item = item.get("instruction")
+    if not isinstance(item, str) or not item.strip():
+        raise ValueError('must be a JSON string or an object with a non-empty string "instruction"')
+    return item
+
+
+def load_seed_pool(path: Path, shown: str | None = None) -> tuple[str, ...]:
+    """The example instructions of a seed file: JSON lines (`.jsonl`) or one instruction a line.
+
+    Blank lines are skipped; a missing, empty or malformed file is an input error naming it.
+    """
+    shown = shown or str(path)
+    jsonl = path.suffix.lower() == ".jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
+        raise PhaseInputError(f"seed_file {shown!r} ({path}) cannot be read: {reason}; "
+                              "give a file of example instructions, one a line") from None
+    pool = []
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                pool.append(" ".join(_seed_line(line, jsonl).split()))
+            except ValueError as error:
+                raise PhaseInputError(f"seed_file {shown!r} line {number} {error}") from None
+    if not pool:
+        raise PhaseInputError(f"seed_file {shown!r} ({path}) has no instructions; put one "
+                              "example instruction a line (JSON strings in a .jsonl file)")
+    return tuple(pool)
 
 
 def response_prompt(instruction: str) -> str:

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from phasegate.floor.events import reporter
 from phasegate.pipeline.errors import ContaminationError, CudaRequiredError, ModelLoadError
 from phasegate.pipeline.files import hash_files, sha256_file
 from phasegate.pipeline.model.contamination import CheckResult, run_checks
 from phasegate.pipeline.model.spec import ModelSpec
 from phasegate.pipeline.tokenizer import CleanTokenizer
+from phasegate.pipeline.versions import (
+    LIBRARY_FLOORS,
+    cuda_status,
+    package_version,
+    version_floor_problems,
+)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
+# What from_pretrained raises when a library is too old, too new or missing a piece (an unknown keyword, an
+# unknown model type, a missing kernel): a model-load error naming the versions, never a traceback.
+_LIBRARY_ERRORS = (OSError, ValueError, TypeError, ImportError)
+_LOAD_LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes")
 _TOKENIZER_PREFIXES = (
     "tokenizer",
     "vocab",
@@ -143,8 +155,11 @@ def _load_model(folder: Path, spec: ModelSpec, device: str, dtype: torch.dtype) 
         kwargs["device_map"] = {"": 0}
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(f"cannot load a causal LM from {folder}: {error}") from error
+    except _LIBRARY_ERRORS as error:
+        raise ModelLoadError(
+            f"cannot load a causal LM from {folder} ({library_versions()}): "
+            f"{type(error).__name__}: {error}"
+        ) from error
     cfg = model.config
     # A checkpoint's own sampling defaults (e.g. temperature 0.7) must not leak into the pipeline.
     model.generation_config = GenerationConfig(
@@ -159,13 +174,39 @@ def _load_tokenizer(folder: Path, spec: ModelSpec) -> tuple[CleanTokenizer, bool
 
     try:
         raw = AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
-    except (OSError, ValueError) as error:
+    except _LIBRARY_ERRORS as error:
         raise ModelLoadError(
-            f"cannot load a tokenizer from {folder}: {error}; the folder needs the files that "
+            f"cannot load a tokenizer from {folder} ({library_versions()}): "
+            f"{type(error).__name__}: {error}; the folder needs the files that "
             "tokenizer.save_pretrained writes"
         ) from error
     had_template = getattr(raw, "chat_template", None) is not None
     return CleanTokenizer(raw), had_template
+
+
+def library_versions() -> str:
+    """The installed versions of the libraries a load goes through, for error messages."""
+    return ", ".join(f"{name} {package_version(name) or 'not installed'}" for name in _LOAD_LIBRARIES)
+
+
+def require_library_floors() -> None:
+    """Raise ModelLoadError when transformers, peft or accelerate is older than the code needs."""
+    problems = version_floor_problems()
+    if problems:
+        upgrade = " ".join(f"'{name}>={LIBRARY_FLOORS[name]}'" for name in problems)
+        raise ModelLoadError(
+            "; ".join(problems.values()) + f"; upgrade with `pip install -U {upgrade}` (torch can stay as it is)"
+        )
+
+
+def warn_if_cpu_fallback(spec: ModelSpec, device: str) -> None:
+    """`device = "auto"` that found no usable CUDA: say so in the phase log and the journal (log + metric)."""
+    if spec.device != "auto" or device != "cpu":
+        return
+    message = f"running on CPU: no usable CUDA ({cuda_status()[1]}); set [model] device = 'cpu' to make it explicit"
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+    reporter().log(f"warning: {message}")
+    reporter().metric("cpu_fallback", 1)
 
 
 def _versions() -> dict[str, str]:
@@ -183,7 +224,9 @@ def load_clean(
     With `strict`, a failed check raises ContaminationError carrying the provenance as evidence.
     """
     folder = resolve_model_dir(spec.path, base=base)
+    require_library_floors()
     device, dtype = spec.resolved_device(), spec.resolved_dtype()
+    warn_if_cpu_fallback(spec, device)
     tok, had_template = _load_tokenizer(folder, spec)
     model = _load_model(folder, spec, device, dtype)
     results = run_checks(model, tok, sentinel_max=spec.sentinel_max) if checks else ()

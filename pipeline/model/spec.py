@@ -29,7 +29,10 @@ class ModelSpec(BaseModel):
         "(needs a CUDA GPU for training).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="Where the model runs; auto = CUDA when available, else CPU."
+        "auto",
+        description="Where the model runs; auto = CUDA when usable, else CPU with a warning, except in a "
+        "GPU session ([session] gpu_hourly_usd or gpu set), where auto means cuda. A model phase that "
+        "needs CUDA and finds it unusable exits 2 (the session stops), saying what torch and the driver report.",
     )
     sentinel_max: float = Field(
         0.70,
@@ -44,17 +47,21 @@ class ModelSpec(BaseModel):
     )
 
     def resolved_device(self) -> str:
-        """The device this spec runs on, with `auto` decided by what torch sees."""
-        import torch
+        """The device this spec runs on, with `auto` decided by what torch sees.
 
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise CudaRequiredError(
-                f"[model] device = 'cuda' but torch {torch.__version__} sees no CUDA GPU; "
-                "set device = 'auto' or 'cpu', or run on a GPU machine"
-            )
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
+        `cuda` without usable CUDA is a CudaRequiredError that says what torch, torch.cuda and the driver
+        report: a GPU session never falls back to CPU (it would bill GPU hours for CPU speed).
+        """
+        if self.device == "cpu":
+            return "cpu"
+        from phasegate.pipeline.versions import cuda_status
+
+        usable, report = cuda_status()
+        if usable:
+            return "cuda"
+        if self.device == "cuda":
+            raise CudaRequiredError(no_cuda_message(report))
+        return "cpu"
 
     def resolved_dtype(self) -> Any:
         """The torch dtype of the weights, with `auto` decided by the device."""
@@ -65,3 +72,13 @@ class ModelSpec(BaseModel):
         if self.resolved_device() == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
+
+
+def no_cuda_message(report: str) -> str:
+    """What a GPU session says when CUDA is not usable: what was found, and the two ways out."""
+    return (
+        "this is a GPU session ([model] device = 'cuda', or [session] gpu_hourly_usd / gpu set with "
+        f"device = 'auto') but CUDA is not usable here: {report}. Install the CUDA build of torch that "
+        "matches the driver (https://pytorch.org/get-started/locally/), or, for a CPU session, set "
+        "[model] device = 'auto' or 'cpu' and remove [session] gpu_hourly_usd and gpu"
+    )

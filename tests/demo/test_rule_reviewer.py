@@ -11,7 +11,7 @@ from phasegate.demo.rule_reviewer import decide
 from phasegate.reviews.decision import Decision, parse_decision
 from phasegate.reviews.prompt import ReviewRequest, redacted_evidence, render_prompt
 
-GOOD = {"runaway_rate": 0.0, "token_limit_rate": 0.0, "leakage_count": 0, "median_tokens": 11,
+GOOD = {"runaway_rate": 0.0, "token_limit_rate": 0.0, "leakage_count": 0, "leakage_rate": 0.0, "median_tokens": 11,
         "instruction_acceptance": 0.9, "pair_acceptance": 0.8}
 
 
@@ -52,6 +52,7 @@ def test_runaway_responses_iterate_with_a_lower_temperature():
      "previous_attempts": [{"attempt": 1}]},                                          # already tried
     {"qc_summary": {**GOOD, "pair_acceptance": 0.55}},                                 # below the reviewer's bar
     {"qc_summary": {**GOOD, "leakage_count": 2}},
+    {"qc_summary": {**GOOD, "leakage_rate": 0.03}},                                   # leaks too often
     {"qc_summary": {}},
 ])
 def test_anything_else_goes_to_the_operator(evidence):

@@ -57,15 +57,42 @@ def test_metrics_on_hand_made_rows() -> None:
     m = qc_metrics(rows)
     assert m["n_candidates"] == 6 and m["n_responses"] == 4 and m["n_kept"] == 2
     assert m["runaway_rate"] == 0.25 and m["token_limit_rate"] == 0.25
-    assert m["leakage_count"] == 1
+    assert m["leakage_count"] == 0  # the leaky row was dropped: the data is clean
+    assert m["leakage_rate"] == pytest.approx(1 / 6)
     assert m["median_tokens"] == 25.0
     assert m["instruction_acceptance"] == pytest.approx(4 / 6)
     assert m["pair_acceptance"] == 0.75
 
 
+def test_leakage_count_is_kept_rows_that_leak_and_the_rate_counts_every_candidate() -> None:
+    leaky_kept = {**row(tokens=12, leak=["Response:"]), "kept": True}  # a defect upstream of QC
+    leaky_instruction = {**row(accepted=False, tokens=None), "instruction_status": "leakage"}
+    m = qc_metrics([leaky_kept, leaky_instruction, row(tokens=10), row(tokens=30, leak=["###"])])
+    assert m["leakage_count"] == 1 and m["leakage_rate"] == 0.75
+    verdicts = {r["metric"]: r["passed"] for r in check_rules(m, DEFAULT_THRESHOLDS)}
+    assert verdicts["leakage_count"] is False and verdicts["leakage_rate"] is False
+
+
+def test_diversity_over_kept_responses_and_the_near_duplicate_rate() -> None:
+    rows = [
+        {**row(tokens=3), "response": "The cat sat."},
+        {**row(tokens=3), "response": "the cat ran"},
+        {**row(tokens=3, pair=False), "response": "unkept words only"},
+        {**row(tokens=3), "kept": False, "drop_reason": "near_duplicate"},
+        {**row(tokens=3), "kept": False, "drop_reason": "duplicate"},
+    ]
+    m = qc_metrics(rows)
+    assert m["distinct_1"] == pytest.approx(4 / 6)  # the, cat, sat, ran of 6 words
+    assert m["distinct_2"] == pytest.approx(3 / 4)  # (the cat) twice, (cat sat), (cat ran)
+    assert m["near_duplicate_rate"] == pytest.approx(1 / 5)
+    assert m["n_near_duplicates"] == 1 and m["n_duplicates"] == 2
+    assert not {"distinct_1", "distinct_2", "near_duplicate_rate"} & DEFAULT_THRESHOLDS.keys()
+
+
 def test_no_rows_gives_no_numbers_and_fails_every_rate_rule() -> None:
     m = qc_metrics([])
     assert m["runaway_rate"] is None and m["median_tokens"] is None and m["leakage_count"] == 0
+    assert m["leakage_rate"] is None and m["distinct_1"] is None and m["near_duplicate_rate"] is None
     verdicts = {r["metric"]: r["passed"] for r in check_rules(m, DEFAULT_THRESHOLDS)}
     assert verdicts == {name: name == "leakage_count" for name in DEFAULT_THRESHOLDS}
 
@@ -78,6 +105,8 @@ def test_no_rows_gives_no_numbers_and_fails_every_rate_rule() -> None:
         ("token_limit_rate", 0.10, False),
         ("leakage_count", 0, True),
         ("leakage_count", 1, False),
+        ("leakage_rate", 0.0199, True),
+        ("leakage_rate", 0.02, False),
         ("median_tokens", 39.5, True),
         ("median_tokens", 40, False),
         ("instruction_acceptance", 0.5, True),
@@ -94,6 +123,7 @@ def test_default_rules_are_the_references() -> None:
         "runaway_rate": "runaway_rate < 0.05",
         "token_limit_rate": "token_limit_rate < 0.10",
         "leakage_count": "leakage_count == 0",
+        "leakage_rate": "leakage_rate < 0.02",
         "median_tokens": "median_tokens < 40",
         "instruction_acceptance": "instruction_acceptance >= 0.5",
         "pair_acceptance": "pair_acceptance >= 0.5",
