@@ -158,7 +158,7 @@ def _rows(docs_by_kind: dict[str, list[str]], tokenizer: Any, seq_len: int) -> t
     for docs in docs_by_kind.values():
         row: list[int] = []
         for doc in docs:
-            ids = tokenizer(doc, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            ids = tokenizer(doc)["input_ids"] + [tokenizer.eos_token_id]  # BOS first, as its tokenizer declares
             if len(ids) > seq_len:
                 raise ValueError(f"a demo corpus document has {len(ids)} tokens, more than {seq_len}")
             if len(row) + len(ids) > seq_len:

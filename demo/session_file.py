@@ -138,6 +138,11 @@ count = 128
 num_shards = 2
 workers = 2
 
+# Refuses to start when the projection (the pilot's measured rate, model load apart) costs more than is left.
+[[phases.pre_gates]]
+id = "scale-budget"
+kind = "budget"
+
 [[phases.gates]]
 id = "scale-qc"
 kind = "threshold"

@@ -6,14 +6,16 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from phasegate.pipeline.context import PhaseContext
-from phasegate.pipeline.data.pilot import GenerateParams, run_batches, seed_pool
+from phasegate.pipeline.data.pilot import GenerateParams, generate_rows, seed_pool
 from phasegate.pipeline.data.qc import merge_thresholds, qc_metrics, write_qc_summary
+from phasegate.pipeline.data.rounds import target_metrics
 from phasegate.pipeline.errors import EXIT_STOPPED
 from phasegate.pipeline.files import atomic_write_jsonl, sha256_file
 from phasegate.pipeline.generation.generate import GenerationSettings
@@ -96,15 +98,40 @@ def baseline_eval(ctx: PhaseContext) -> int:
     return 0
 
 
+def throughput(model_load_s: float, gen_s: float, generated: int, n_kept: int,
+               n_candidates: int) -> dict[str, float]:
+    """The measured rates a later phase's budget projection reads from the journal.
+
+    `rows_per_s` is candidates per second of generation (one worker, model load excluded); it is
+    left out when this attempt generated nothing (every batch was reused).
+    """
+    measured = {"model_load_s": model_load_s, "gen_s": gen_s}
+    if generated and gen_s > 0:
+        measured["rows_per_s"] = generated / gen_s
+    if n_candidates:
+        measured["kept_per_candidate"] = n_kept / n_candidates
+    return measured
+
+
+def report_metrics(ctx: PhaseContext, metrics: Mapping[str, object]) -> None:
+    """Send every numeric metric to the controller's journal."""
+    for name, value in metrics.items():
+        if isinstance(value, int | float):
+            ctx.reporter.metric(name, value)
+
+
 def generate(ctx: PhaseContext) -> int:
     """The pilot: generate, judge, answer, judge, then write the data, QC summary and manifest."""
     params = _params(ctx, GenerateParams)
-    rules = merge_thresholds(params.thresholds)
+    rules = merge_thresholds(params.thresholds, target_kept=params.target_kept)
     seed = ctx.seed if params.seed is None else params.seed
     seed_pool(ctx, params)  # a bad seed file is refused before minutes of model loading
+    started = time.monotonic()
     loaded = load_clean(ctx.require_model(), base=ctx.model_base)
+    model_load_s = time.monotonic() - started
     ref = _write_provenance(ctx, loaded)
-    rows, batches = run_batches(ctx, loaded, params, seed, ref)
+    run = generate_rows(ctx, loaded, params, seed, ref)
+    rows = run.rows
     outputs = {
         "pilot_candidates.jsonl": atomic_write_jsonl(
             ctx.artifacts_dir / "pilot_candidates.jsonl", rows
@@ -114,12 +141,14 @@ def generate(ctx: PhaseContext) -> int:
         ),
     }
     metrics = qc_metrics(rows)
+    metrics |= target_metrics(params.target_kept, params.candidate_cap, metrics["n_kept"], len(rows))
+    if "stop_reason" in metrics:
+        print(f"pilot: {metrics['stop_reason']}", file=sys.stderr)
     summary = write_qc_summary(ctx.artifacts_dir / "qc_summary.json", metrics, rules)
     outputs["qc_summary.json"] = ctx.artifacts_dir / "qc_summary.json"
     outputs["provenance.json"] = ctx.artifacts_dir / "provenance.json"
-    for name, value in metrics.items():
-        if isinstance(value, int | float):
-            ctx.reporter.metric(name, value)
+    report_metrics(ctx, metrics)
+    report_metrics(ctx, throughput(model_load_s, run.gen_s, run.generated, metrics["n_kept"], len(rows)))
     manifest = {
         "phase_id": ctx.phase_id,
         "kind": ctx.kind,
@@ -131,7 +160,8 @@ def generate(ctx: PhaseContext) -> int:
         "model": ctx.require_model().model_dump(),
         "provenance_ref": ref,
         "environment": _environment(),
-        "batches": batches,
+        "batches": run.batches,
+        "rounds": run.rounds,
         "counts": {k: metrics[k] for k in ("n_candidates", "n_responses", "n_kept")},
         "qc_passed": summary["passed"],
         "artifacts": {n: _file_entry(p) for n, p in outputs.items()},

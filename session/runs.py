@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import os
 import shutil
 import tempfile
@@ -19,11 +20,64 @@ from phasegate.floor.errors import JournalError, RunDirError
 from phasegate.floor.reading import read_regular_file
 from phasegate.floor.rundir import RunDir, resolved, utc_stamp
 from phasegate.floor.states import PhaseState
+from phasegate.journal.snapshot import take_snapshot
 from phasegate.journal.store import Journal
+from phasegate.pipeline.data.rounds import candidate_cap
+from phasegate.session.gpu import NvmlReader
 from phasegate.session.preflight import check_session
 from phasegate.session.spec import LoadedSpec, load_spec
 
 MAX_CHECKPOINT_BYTES = 16 << 20
+# Phases whose time is candidates over a measured generation rate (the pilot's and scale's metrics).
+GENERATION_KINDS = frozenset({"generate", "scale"})
+DEFAULT_NUM_SHARDS = 10  # the scale phase's default `num_shards`
+
+
+def planned_candidates(params: dict[str, Any], kept_per_candidate: float | None) -> float | None:
+    """Candidates a generation phase will make: `count`, or with `target_kept` the target over the
+    measured acceptance (never past `max_candidates`, all of it when nothing was kept)."""
+    target = params.get("target_kept")
+    if isinstance(target, int) and target > 0:
+        cap = candidate_cap(target, params.get("max_candidates"))
+        return min(cap, target / kept_per_candidate) if kept_per_candidate else cap
+    count = params.get("count")
+    return count if isinstance(count, int | float) and count > 0 else None
+
+
+def concurrent_workers(kind: str, params: dict[str, Any], device: str, gpus: int) -> tuple[int, int]:
+    """(shards running at once, shards) as the scale phase's executor decides; (1, 1) for the pilot.
+
+    Local on GPUs: one worker per visible GPU (at most `workers`). Local on CPU: the workers share the
+    cores one measured process had, so no faster than one. Ray: `workers` if set, else one (a cluster
+    the controller cannot see is counted as the slow case, the safe side of a budget).
+    """
+    if kind != "scale":
+        return 1, 1
+    shards = max(1, int(params.get("num_shards") or DEFAULT_NUM_SHARDS))
+    workers = params.get("workers")
+    if params.get("executor") == "ray":
+        at_once = workers or 1
+    elif device == "cpu" or gpus < 1:
+        at_once = 1
+    else:
+        at_once = min(workers or gpus, gpus)
+    return max(1, min(int(at_once), shards)), shards
+
+
+def generation_minutes(candidates: float, rows_per_s: float, model_load_s: float, workers: int = 1,
+                       shards: int = 1) -> float:
+    """Minutes for `candidates` at a measured per-worker rate: one model load per wave of shards
+    (each worker loads the model for each shard it runs), then the candidates split over the workers."""
+    waves = math.ceil(shards / workers)
+    return (waves * model_load_s + candidates / (rows_per_s * workers)) / 60
+
+
+def visible_gpu_count() -> int:
+    """GPUs a phase's local workers would use: CUDA_VISIBLE_DEVICES when set, else what NVML sees."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return len([g for g in listed.split(",") if g.strip() and g.strip() != "-1"])
+    return sum(sample.available for sample in NvmlReader().read(()))
 
 
 @dataclass
@@ -41,12 +95,21 @@ class OpenRun:
         return {"budget_usd": info.budget_usd, "gpu_hourly_usd": info.gpu_hourly_usd, "gpu": info.gpu,
                 "warn_at": info.budget_warn_at, "remaining_hours": self.remaining_hours()}
 
-    def phase_estimate_min(self, phase_id: str) -> float | None:
-        """Minutes a phase should take: its declared estimate, else measured throughput of an earlier phase."""
+    def phase_estimate_min(self, phase_id: str, metrics: dict[str, dict[str, float]] | None = None
+                           ) -> float | None:
+        """Minutes a phase should take: its declared estimate, else the generation rate an earlier phase
+        measured (model load apart, workers counted), else an earlier phase's wall time scaled by count.
+
+        `metrics`: the journal's metrics by phase, when the caller has read them already.
+        """
         phases = self.loaded.spec.phases
         phase = self.loaded.spec.phase(phase_id)
         if phase.estimate_min is not None:
             return phase.estimate_min
+        if phase.kind in GENERATION_KINDS:
+            measured = self._measured_minutes(phase, self._metrics() if metrics is None else metrics)
+            if measured is not None:
+                return measured
         count = phase.params.get("count")
         if not isinstance(count, int | float):
             return None
@@ -59,10 +122,34 @@ class OpenRun:
                 return minutes / done_count * count  # items per minute measured in the earlier phase
         return None
 
+    def _metrics(self) -> dict[str, dict[str, float]]:
+        """Every phase's latest metrics, as the journal holds them."""
+        return take_snapshot(self.run_dir, self.journal).metrics
+
+    def _measured_minutes(self, phase: Any, metrics: dict[str, dict[str, float]]) -> float | None:
+        """The projection from the latest earlier passed phase that measured `rows_per_s`, or None."""
+        phases = self.loaded.spec.phases
+        for earlier in reversed(phases[: phases.index(phase)]):
+            found = metrics.get(earlier.id, {})
+            rate = found.get("rows_per_s")
+            if not rate or rate <= 0 or self.journal.phase(earlier.id).state != PhaseState.PASSED:
+                continue
+            candidates = planned_candidates(phase.params, found.get("kept_per_candidate"))
+            if candidates is None:
+                return None
+            model = self.loaded.spec.model
+            device = model.device if model is not None else "auto"
+            gpus = visible_gpu_count() if phase.kind == "scale" and device != "cpu" else 0
+            workers, shards = concurrent_workers(phase.kind, phase.params, device, gpus)
+            return generation_minutes(candidates, rate, found.get("model_load_s") or 0.0, workers, shards)
+        return None
+
     def remaining_hours(self) -> float | None:
         """Hours the phases not yet passed should take, from the estimates that are known."""
-        estimates = [self.phase_estimate_min(p.id) for p in self.loaded.spec.phases
-                     if self.journal.phase_state(p.id) != PhaseState.PASSED]
+        left = [p for p in self.loaded.spec.phases if self.journal.phase_state(p.id) != PhaseState.PASSED]
+        projected = any(p.kind in GENERATION_KINDS and p.estimate_min is None for p in left)
+        metrics = self._metrics() if projected else {}  # read once, and only when a projection needs it
+        estimates = [self.phase_estimate_min(p.id, metrics) for p in left]
         known = [e for e in estimates if e is not None]
         return sum(known) / 60 if known else (0.0 if not estimates else None)
 

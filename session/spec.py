@@ -93,7 +93,7 @@ class PhaseSpec(_Strict):
     run: list[str] = Field(default_factory=list, description="For `command` phases: the argv to run (no shell). Placeholders: " + ", ".join("{" + k + "}" for k in PLACEHOLDERS) + ".")
     timeout_s: float | None = Field(None, gt=0, description="Seconds the phase may run before it is ended and counted as failed.")
     stall_timeout_s: float | None = Field(None, gt=0, description="This phase's own stall limit (overrides the session's).")
-    estimate_min: float | None = Field(None, gt=0, description="Expected minutes, for the budget projection (else measured throughput is used where it applies).")
+    estimate_min: float | None = Field(None, gt=0, description="Expected minutes, for the budget projection (else a generation rate an earlier pilot or scale measured, then an earlier phase's wall time, is used where it applies).")
     retries: int = Field(0, ge=0, le=20, description="How many times a failed phase (or a failed gate after it) is run again before the session stops.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for the child process.")
     params: dict[str, Any] = Field(default_factory=dict, alias="with", description="The `[phases.with]` table: parameters of a built-in phase.")

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from phasegate.pipeline.data.shards import ShardJob, compute_shard, write_shard
+from phasegate.pipeline.data.shards import ShardJob, compute_shard_timed, write_shard
 
 ProgressFn = Callable[[int, int, int], None]
 # Env vars a worker must not inherit: it reports on stdout, never on the controller's fd.
@@ -92,10 +92,10 @@ def run_local(
     return outcome
 
 
-def _ray_shard(job_json: str, index: int) -> tuple[list[dict], dict]:
-    """The Ray task body: compute one shard and return its rows (the driver writes them)."""
+def _ray_shard(job_json: str, index: int) -> tuple[list[dict], dict, dict]:
+    """The Ray task body: compute one shard and return its rows and timing (the driver writes them)."""
     job = ShardJob.model_validate_json(job_json)
-    return compute_shard(job, index)
+    return compute_shard_timed(job, index)
 
 
 def run_ray(
@@ -135,12 +135,12 @@ def _collect(ray, job: ShardJob, refs: dict, on_progress: ProgressFn) -> dict[in
         [ready], waiting = ray.wait(waiting, num_returns=1)
         index = refs[ready]
         try:
-            rows, provenance = ray.get(ready)
+            rows, provenance, timing = ray.get(ready)
         except Exception as error:  # a RayTaskError wraps whatever the task raised
             print(f"shard {index}: Ray task failed: {error}", file=sys.stderr)
             outcome[index] = 1
             continue
-        write_shard(Path(job.shard_dir), index, job.fingerprint, rows, provenance)
+        write_shard(Path(job.shard_dir), index, job.fingerprint, rows, provenance, timing=timing)
         on_progress(index, job.units(index), job.units(index))
         outcome[index] = 0
     return outcome

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from phasegate.pipeline.context import PhaseContext
 from phasegate.pipeline.data.dedup import NEAR_DUP_THRESHOLD, drop_repeated_instructions
+from phasegate.pipeline.data.rounds import PilotRun, TargetFields, plan_next_round
 from phasegate.pipeline.errors import PhaseInputError
 from phasegate.pipeline.files import atomic_write_jsonl, read_jsonl, sha256_text
 from phasegate.pipeline.generation.critic import DEFAULT_MIN_MARGIN, score_ab
@@ -41,14 +43,17 @@ from phasegate.pipeline.phase_io import prepare_work_dir, resolve_path
 from phasegate.pipeline.tokenizer import CleanTokenizer
 
 STEPS = ("instructions", "instruction_critic", "responses", "pair_critic", "write")
-
-
-class GenerateParams(BaseModel):
+class GenerateParams(TargetFields):
     """The `generate` phase's `[phases.with]` table."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    count: int = Field(100, ge=1, description="How many instruction candidates to generate.")
+    count: int = Field(
+        100,
+        ge=1,
+        description="How many instruction candidates to generate; with `target_kept`, how many "
+        "the first round generates (default then: target_kept).",
+    )
     seed: int | None = Field(None, description="Sampling seed; default: the session seed.")
     temperature: float = Field(
         0.7, ge=0.0, description="Response sampling temperature; 0 = greedy."
@@ -90,6 +95,13 @@ class GenerateParams(BaseModel):
         default_factory=dict,
         description="QC rule overrides by metric, e.g. {median_tokens = 'median_tokens < 60'}.",
     )
+
+    @property
+    def first_round(self) -> int:
+        """Candidates of the first round: `count` as given, else (with a target) target_kept."""
+        if self.target_kept is not None and "count" not in self.model_fields_set:
+            return self.target_kept
+        return self.count
 
 
 def _derive_seed(seed: int, batch: int, step: str) -> int:
@@ -244,6 +256,8 @@ def _keep(row: dict[str, Any]) -> bool:
 
 # Fields that only judge finished rows (or, for seed_file, name the pool the fingerprint holds).
 JUDGING_FIELDS = frozenset({"thresholds", "near_dup_threshold", "seed_file"})
+# Fields that only say how many candidates to make, never what one of them holds.
+EXTENT_FIELDS = frozenset({"count", "target_kept", "max_candidates"})
 
 
 def seed_pool(ctx: PhaseContext, params: GenerateParams) -> tuple[str, ...]:
@@ -268,11 +282,12 @@ def _fingerprint(
 ) -> str:
     """What batch files depend on; batches written under another fingerprint are stale.
 
-    `count` is left out so a pilot can be extended, and thresholds since they only judge.
+    `count` and the target are left out so a pilot can be extended, and thresholds since they
+    only judge.
     """
     prov = loaded.provenance
     key = {
-        "params": params.model_dump(exclude=JUDGING_FIELDS | {"count"}),
+        "params": params.model_dump(exclude=JUDGING_FIELDS | EXTENT_FIELDS),
         **pool_key(pool),
         "versions": prov.versions,
         "seed": seed,
@@ -294,6 +309,70 @@ def _finished_batch(path: Path, size: int) -> list[dict[str, Any]] | None:
     return rows if len(rows) == size else None
 
 
+def generate_rows(
+    ctx: PhaseContext,
+    loaded: LoadedModel,
+    params: GenerateParams,
+    seed: int,
+    provenance_ref: dict[str, str],
+) -> PilotRun:
+    """Run every batch whose file is missing, round by round until the plan says stop.
+
+    A round's batches follow the earlier ones' indices; each batch is seeded by its index, so the
+    rows, the acceptance measured after each round and so the next round's plan are the same in
+    a run resumed from its batch files as in an uninterrupted one.
+    """
+    pool = seed_pool(ctx, params)
+    batch_dir = ctx.work_dir / "batches"
+    prepare_work_dir(batch_dir, _fingerprint(params, seed, loaded, pool))
+    run = PilotRun()
+    plan = {"batches": 0}
+
+    def report(batch: int, step: str) -> None:
+        total = plan["batches"] * len(STEPS)
+        ctx.reporter.progress(
+            batch * len(STEPS) + STEPS.index(step),
+            total,
+            step=f"batch {batch + 1}/{plan['batches']}: {step}",
+        )
+
+    pilot = PilotBatch(loaded, params, seed, report, pool)
+    while (size := plan_next_round(params, run.n_kept, len(run.rows))) > 0:
+        run.rounds.append(size)
+        end = len(run.rows) + size
+        plan["batches"] += -(-size // params.batch_size)
+        while len(run.rows) < end:
+            _one_batch(pilot, batch_dir, len(run.batches["generated"]) + len(run.batches["reused"]),
+                       min(params.batch_size, end - len(run.rows)), run, seed, provenance_ref)
+        drop_repeated_instructions(run.rows, params.near_dup_threshold)
+    total = plan["batches"] * len(STEPS)
+    ctx.reporter.progress(total, total, step="batches done")
+    return run
+
+
+def _one_batch(
+    pilot: PilotBatch, batch_dir: Path, batch: int, size: int, run: PilotRun, seed: int,
+    provenance_ref: dict[str, str],
+) -> None:
+    """Reuse batch `batch`'s file when it holds `size` rows, else generate and write it."""
+    path = batch_dir / f"batch-{batch:05d}.jsonl"
+    batch_rows = _finished_batch(path, size)
+    if batch_rows is not None:
+        run.batches["reused"].append(batch)
+    else:
+        pilot.report(batch, "instructions")
+        started = time.monotonic()
+        batch_rows = pilot.run(batch, size)
+        run.gen_s += time.monotonic() - started
+        run.generated += size
+        pilot.report(batch, "write")
+        for row in batch_rows:
+            row.update(seed=seed, provenance_ref=provenance_ref)
+        atomic_write_jsonl(path, batch_rows)
+        run.batches["generated"].append(batch)
+    run.rows.extend(batch_rows)
+
+
 def run_batches(
     ctx: PhaseContext,
     loaded: LoadedModel,
@@ -303,37 +382,5 @@ def run_batches(
 ) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
     """Run every batch whose file is missing; returns all rows, repeated instructions un-kept, and
     which batches ran or were reused."""
-    pool = seed_pool(ctx, params)
-    batch_dir = ctx.work_dir / "batches"
-    prepare_work_dir(batch_dir, _fingerprint(params, seed, loaded, pool))
-    n_batches = -(-params.count // params.batch_size)
-    total = n_batches * len(STEPS)
-
-    def report(batch: int, step: str) -> None:
-        ctx.reporter.progress(
-            batch * len(STEPS) + STEPS.index(step),
-            total,
-            step=f"batch {batch + 1}/{n_batches}: {step}",
-        )
-
-    pilot = PilotBatch(loaded, params, seed, report, pool)
-    rows: list[dict[str, Any]] = []
-    done: dict[str, list[int]] = {"generated": [], "reused": []}
-    for batch in range(n_batches):
-        path = batch_dir / f"batch-{batch:05d}.jsonl"
-        size = min(params.batch_size, params.count - batch * params.batch_size)
-        batch_rows = _finished_batch(path, size)
-        if batch_rows is not None:
-            done["reused"].append(batch)
-        else:
-            report(batch, "instructions")
-            batch_rows = pilot.run(batch, size)
-            report(batch, "write")
-            for row in batch_rows:
-                row.update(seed=seed, provenance_ref=provenance_ref)
-            atomic_write_jsonl(path, batch_rows)
-            done["generated"].append(batch)
-        rows.extend(batch_rows)
-    drop_repeated_instructions(rows, params.near_dup_threshold)
-    ctx.reporter.progress(total, total, step="batches done")
-    return rows, done
+    run = generate_rows(ctx, loaded, params, seed, provenance_ref)
+    return run.rows, run.batches

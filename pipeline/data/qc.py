@@ -26,6 +26,8 @@ DEFAULT_THRESHOLDS: dict[str, str] = {
     "instruction_acceptance": "instruction_acceptance >= 0.5",
     "pair_acceptance": "pair_acceptance >= 0.5",
 }
+# Added to the rules when the phase has a `target_kept`: a run that stopped short must not pass.
+TARGET_RULE = "target_reached == 1"
 
 
 def _rate(flags: Sequence[bool]) -> float | None:
@@ -112,9 +114,14 @@ def _rule(text: str) -> ThresholdRule:
         ) from None
 
 
-def merge_thresholds(overrides: Mapping[str, str] | None) -> dict[str, str]:
-    """The default rules with the session file's overrides (keyed by metric) applied."""
+def merge_thresholds(
+    overrides: Mapping[str, str] | None, *, target_kept: int | None = None
+) -> dict[str, str]:
+    """The default rules (with `target_reached == 1` when there is a target) with the session file's
+    overrides (keyed by metric) applied."""
     rules = dict(DEFAULT_THRESHOLDS)
+    if target_kept is not None:
+        rules["target_reached"] = TARGET_RULE
     for key, rule in (overrides or {}).items():
         if _rule(rule).metric != key:
             raise PhaseInputError(f"threshold {key!r} = {rule!r} must test the metric {key!r}")

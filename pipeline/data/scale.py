@@ -18,12 +18,13 @@ format, for the same `threshold` gate), provenance.json, session_manifest.json.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from phasegate.pipeline.context import PhaseContext, UpstreamPhase
 from phasegate.pipeline.data.dedup import drop_repeated_instructions
@@ -36,13 +37,17 @@ from phasegate.pipeline.data.pilot import (
     seed_pool,
 )
 from phasegate.pipeline.data.qc import merge_thresholds, qc_metrics, write_qc_summary
+from phasegate.pipeline.data.rounds import SAFETY_MARGIN, TargetFields, next_round, target_metrics
 from phasegate.pipeline.data.shards import (
     ShardJob,
+    ShardSpec,
     marker_path,
+    plan_round,
     plan_shards,
     provenance_sha,
     read_marker,
     rows_path,
+    shard_throughput,
 )
 from phasegate.pipeline.errors import (
     EXIT_INVALID_INPUT,
@@ -67,10 +72,10 @@ from phasegate.pipeline.phase_io import (
 )
 
 PASSING_GATES = frozenset({"pass", "warn", "waived"})
-_OWN_FIELDS = ("count", "seed")
+_OWN_FIELDS = ("count", "seed", "target_kept", "max_candidates")
 
 
-class ScaleOptions(BaseModel):
+class ScaleOptions(TargetFields):
     """The `scale` phase's own `[phases.with]` keys (the generation keys are added below)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -78,7 +83,11 @@ class ScaleOptions(BaseModel):
     pilot: str | None = Field(
         None, description="Id of the pilot phase; default: the latest earlier `generate` phase."
     )
-    count: int = Field(15000, ge=1, description="How many instruction candidates to generate.")
+    count: int = Field(
+        15000, ge=1, description="How many instruction candidates to generate; with `target_kept`, "
+        "how many the first round generates (default then: target_kept over the pilot's kept / "
+        f"candidates, plus {SAFETY_MARGIN:.0%}).",
+    )
     num_shards: int = Field(10, ge=1, description="Resumable, deterministic units of work.")
     seed: int | None = Field(None, description="Base seed of the shards; default: the session seed.")
     executor: Literal["local", "ray"] = Field(
@@ -95,6 +104,7 @@ class ScaleOptions(BaseModel):
     num_gpus: float | None = Field(
         None, ge=0, description="GPUs per Ray task; default: 1 when the cluster has GPUs, else 0."
     )
+
 
 
 def _inherited_fields() -> dict[str, Any]:
@@ -163,13 +173,28 @@ def _pilot_manifest(pilot_id: str, pilot: UpstreamPhase) -> tuple[dict[str, Any]
         ) from error
 
 
+def first_round(params: Any, manifest: dict[str, Any]) -> int:
+    """Candidates of the first round: `count`, or with a target and no `count` given, the target
+    over the pilot's measured kept / candidates plus the safety margin (never past the cap)."""
+    if params.target_kept is None or "count" in params.model_fields_set:
+        return params.count
+    counts = manifest.get("counts") or {}
+    kept, candidates = counts.get("n_kept"), counts.get("n_candidates")
+    measured = isinstance(kept, int) and isinstance(candidates, int) and kept > 0 and candidates > 0
+    acceptance = kept / candidates if measured else 1.0
+    planned = math.ceil(params.target_kept * (1 + SAFETY_MARGIN) / acceptance)
+    return max(1, min(planned, params.candidate_cap))
+
+
 def generation_params(params: Any, manifest: dict[str, Any]) -> GenerateParams:
-    """The pilot's generation parameters with this phase's overrides and `count`."""
+    """The pilot's generation parameters with this phase's overrides and `count` (the first
+    round's candidates when there is a target; each shard runs to its own count, never a target)."""
     inherited = dict(manifest.get("params", {}))
     overrides = {k: getattr(params, k) for k in _inherited_fields() if getattr(params, k) is not None}
     thresholds = {**inherited.get("thresholds", {}), **(params.thresholds or {})}
-    merged = {**inherited, **overrides, "thresholds": thresholds, "count": params.count,
-              "seed": None}
+    merged = {**inherited, **overrides, "thresholds": thresholds,
+              "count": first_round(params, manifest), "seed": None, "target_kept": None,
+              "max_candidates": None}
     try:
         return GenerateParams.model_validate(merged)
     except ValidationError as error:
@@ -179,7 +204,8 @@ def generation_params(params: Any, manifest: dict[str, Any]) -> GenerateParams:
 def _fingerprint(ctx: PhaseContext, gen: GenerateParams, seed: int, num_shards: int,
                  pool: tuple[str, ...]) -> str:
     """What the shard files depend on: parameters, seed pool, seed, shard split and the model's files."""
-    key = {"params": gen.model_dump(exclude=JUDGING_FIELDS), **pool_key(pool), "seed": seed,
+    key = {"params": gen.model_dump(exclude=JUDGING_FIELDS | {"target_kept", "max_candidates"}),
+           **pool_key(pool), "seed": seed,
            "num_shards": num_shards, "model": ctx.require_model().model_dump(),
            "model_files": model_files_sha(ctx)}
     return sha256_text(json.dumps(key, sort_keys=True))
@@ -258,41 +284,73 @@ def _model_identity(provenance: dict[str, Any]) -> dict[str, Any]:
     return {k: provenance.get(k) for k in keys}
 
 
+def _next_shards(params: Any, job: ShardJob, n_kept: int, n_candidates: int) -> list[ShardSpec]:
+    """The shards of the next round; none when done.
+
+    Without a target: `count` split over `num_shards`, once. With one: whole shards of the first
+    round's shard size (the last one cut at the cap), numbered on from the earlier ones, so every
+    shard keeps its index and seed and the merge keeps shard order in a resumed run.
+    """
+    count = job.params.count
+    if params.target_kept is None:
+        return [] if job.shards else plan_shards(count, params.num_shards, job.seed)
+    shard_size = -(-count // params.num_shards)
+    size = next_round(params.target_kept, n_kept, n_candidates, params.candidate_cap, count, shard_size)
+    return plan_round(len(job.shards), size, shard_size, job.seed) if size else []
+
+
+def _run_rounds(ctx: PhaseContext, params: Any, job: ShardJob
+                ) -> tuple[ShardJob, dict[str, Any], tuple[list[dict[str, Any]], dict[str, Any], int]]:
+    """Run round after round of shards (a finished shard is reused), merging after each one;
+    returns the job with every shard, which shards ran or were reused, and the last merge."""
+    shard_dir = Path(job.shard_dir)
+    done: dict[str, Any] = {"generated": [], "reused": [], "rounds": []}
+    merged: tuple[list[dict[str, Any]], dict[str, Any], int] = ([], {}, 0)
+    while new := _next_shards(params, job, sum(bool(r["kept"]) for r in merged[0]), len(merged[0])):
+        job = job.model_copy(update={"shards": [*job.shards, *new]})
+        job_file = atomic_write_json(shard_dir / "job.json", job.model_dump(mode="json"))
+        reused = [s.index for s in new if read_marker(shard_dir, s.index, job.fingerprint)]
+        pending = [s.index for s in new if s.index not in reused]
+        progress = Progress(ctx, job, [*done["generated"], *done["reused"], *reused])
+        outcome = _execute(ctx, params, job, job_file, pending, progress) if pending else {}
+        if any(code != 0 for code in outcome.values()):
+            raise ShardsFailed(outcome)
+        done["generated"] += pending
+        done["reused"] += reused
+        done["rounds"].append(sum(s.count for s in new))
+        merged = merge(job)
+    return job, done, merged
+
+
 def scale(ctx: PhaseContext) -> int:
     """Check the pilot, run the unfinished shards, merge, de-duplicate, QC, write the outputs."""
     params = parse_params(ctx, ScaleParams)
     pilot_id, pilot = find_pilot(ctx, params.pilot)
     manifest, manifest_sha = _pilot_manifest(pilot_id, pilot)
     gen = generation_params(params, manifest)
-    rules = merge_thresholds(gen.thresholds)
+    rules = merge_thresholds(gen.thresholds, target_kept=params.target_kept)
     seed = ctx.seed if params.seed is None else params.seed
     pool = seed_pool(ctx, gen)
     fingerprint = _fingerprint(ctx, gen, seed, params.num_shards, pool)
     shard_dir = ctx.work_dir / "shards"
     prepare_work_dir(shard_dir, fingerprint)
     job = ShardJob(model=ctx.require_model(), model_base=str(ctx.model_base), params=gen,
-                   seed=seed, fingerprint=fingerprint, shard_dir=str(shard_dir),
-                   shards=plan_shards(params.count, params.num_shards, seed),
+                   seed=seed, fingerprint=fingerprint, shard_dir=str(shard_dir), shards=[],
                    seed_pool=None if pool == SEED_INSTRUCTIONS else list(pool))
-    job_file = atomic_write_json(shard_dir / "job.json", job.model_dump(mode="json"))
-    reused = [s.index for s in job.shards if read_marker(shard_dir, s.index, fingerprint)]
-    pending = [s.index for s in job.shards if s.index not in reused]
-    progress = Progress(ctx, job, reused)
-    outcome = _execute(ctx, params, job, job_file, pending, progress) if pending else {}
-    if any(code != 0 for code in outcome.values()):
-        raise ShardsFailed(outcome)
-    rows, provenance, duplicates = merge(job)
+    job, done, (rows, provenance, duplicates) = _run_rounds(ctx, params, job)
     _write_outputs(ctx, params, job, rows, provenance, duplicates, rules, {
         "pilot": {"phase_id": pilot_id, "manifest_sha256": manifest_sha},
-        "shards": {"generated": pending, "reused": reused, "resumed_at_batch": _resumed(job, pending),
+        "shards": {"generated": done["generated"], "reused": done["reused"],
+                   "resumed_at_batch": _resumed(job, done["generated"]),
                    "plan": [s.model_dump() for s in job.shards]},
-    })
+        "rounds": done["rounds"],
+    }, shard_throughput(job, done["generated"]))
     return 0
 
 
 def _write_outputs(ctx: PhaseContext, params: Any, job: ShardJob, rows: list[dict],
                    provenance: dict, duplicates: int, rules: dict[str, str],
-                   extra: dict[str, Any]) -> None:
+                   extra: dict[str, Any], measured: dict[str, float]) -> None:
     """Write provenance, data, candidates, QC summary and the manifest; report metrics."""
     prov_path = write_output(ctx, "provenance.json", provenance)
     ref = {"path": prov_path.name, "sha256": sha256_file(prov_path)}
@@ -306,9 +364,14 @@ def _write_outputs(ctx: PhaseContext, params: Any, job: ShardJob, rows: list[dic
         "provenance.json": prov_path,
     }
     metrics = qc_metrics(rows)  # its n_duplicates counts the rows merge un-kept, as `duplicates` does
+    metrics |= target_metrics(params.target_kept, params.candidate_cap, metrics["n_kept"], len(rows))
+    if "stop_reason" in metrics:
+        print(f"scale: {metrics['stop_reason']}", file=sys.stderr)
     summary = write_qc_summary(out / "qc_summary.json", metrics, rules)
     outputs["qc_summary.json"] = out / "qc_summary.json"
-    for name, value in metrics.items():
+    if rows:
+        measured = {**measured, "kept_per_candidate": metrics["n_kept"] / len(rows)}
+    for name, value in {**metrics, **measured}.items():
         if isinstance(value, int | float):
             ctx.reporter.metric(name, value)
     manifest = {

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,15 @@ def plan_shards(count: int, num_shards: int, seed: int) -> list[ShardSpec]:
     ]
 
 
+def plan_round(start: int, candidates: int, shard_size: int, seed: int) -> list[ShardSpec]:
+    """Shards `start`, `start + 1`, ... of `shard_size` candidates each (the last takes the rest)."""
+    return [
+        ShardSpec(index=start + i, count=min(shard_size, candidates - i * shard_size),
+                  seed=derive_shard_seed(seed, start + i))
+        for i in range(-(-candidates // shard_size))
+    ]
+
+
 def rows_path(shard_dir: Path, index: int) -> Path:
     """Where shard `index` keeps its rows."""
     return shard_dir / f"shard-{index:05d}.jsonl"
@@ -112,7 +122,7 @@ def read_marker(shard_dir: Path, index: int, fingerprint: str) -> dict[str, Any]
 
 def write_shard(
     shard_dir: Path, index: int, fingerprint: str, rows: list[dict], provenance: dict,
-    resumed_from_batch: int = 0,
+    resumed_from_batch: int = 0, timing: dict[str, float] | None = None,
 ) -> Path:
     """Write a shard's rows, then its done marker (the order makes the marker the commit)."""
     path = atomic_write_jsonl(rows_path(shard_dir, index), rows)
@@ -123,6 +133,7 @@ def write_shard(
         "rows_sha256": sha256_file(path),
         "provenance": provenance,
         "resumed_from_batch": resumed_from_batch,
+        "timing": timing,  # model_load_s, gen_s, generated: the budget projection's throughput
     }
     atomic_write_json(marker_path(shard_dir, index), marker)
     return path
@@ -142,10 +153,20 @@ def compute_shard(
     With a `log`, batches already in it are kept, not generated again, and each new batch is added
     to it as soon as it is done; the rows returned are then the log's.
     """
+    rows, provenance, _ = compute_shard_timed(job, index, progress, log)
+    return rows, provenance
+
+
+def compute_shard_timed(
+    job: ShardJob, index: int, progress: ProgressFn | None = None, log: BatchLog | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, float]]:
+    """`compute_shard`, and how long the model load and the generation took (`timing`)."""
     from phasegate.pipeline.model.loader import load_clean
 
     shard = job.shard(index)
+    started = time.monotonic()
     loaded = load_clean(job.model, base=Path(job.model_base))
+    timing = {"model_load_s": time.monotonic() - started, "gen_s": 0.0, "generated": 0}
     n_batches = -(-shard.count // job.params.batch_size)
 
     def report(batch: int, step: str) -> None:
@@ -158,7 +179,10 @@ def compute_shard(
     for batch in range(len(batches), n_batches):
         report(batch, "instructions")
         size = min(job.params.batch_size, shard.count - batch * job.params.batch_size)
+        started = time.monotonic()
         batch_rows = [_shard_row(r, shard, job.seed) for r in pilot.run(batch, size)]
+        timing["gen_s"] += time.monotonic() - started
+        timing["generated"] += size
         if log is not None:
             log.append(batch, batch_rows)
             if fault("scale_crash_shard") == f"{index}:{batch}":
@@ -168,7 +192,7 @@ def compute_shard(
         progress(n_batches * len(STEPS), n_batches * len(STEPS))
     if log is not None:  # as read back, so a resumed shard and a fresh one hold rows of one making
         batches = log.finished()
-    return [row for batch_rows in batches for row in batch_rows], loaded.provenance.to_dict()
+    return [row for batch_rows in batches for row in batch_rows], loaded.provenance.to_dict(), timing
 
 
 def provenance_sha(provenance: dict[str, Any]) -> str:
@@ -202,7 +226,7 @@ def worker_main(argv: list[str]) -> int:
         if resumed_from:
             print(f"shard {index}: resuming at batch {resumed_from} (earlier batches kept)", file=sys.stderr)
         try:
-            rows, provenance = compute_shard(
+            rows, provenance, timing = compute_shard_timed(
                 job, index, lambda done, total: _say(event="progress", shard=index, done=done,
                                                      total=total), log)
         except ContaminationError as error:
@@ -213,7 +237,7 @@ def worker_main(argv: list[str]) -> int:
             return error.exit_code
         if fault("scale_crash_shard") == str(index):
             os._exit(70)  # a crash after the work and before the write, as a killed process would
-        write_shard(shard_dir, index, job.fingerprint, rows, provenance, resumed_from)
+        write_shard(shard_dir, index, job.fingerprint, rows, provenance, resumed_from, timing)
         log.path.unlink()  # the done shard holds every row now
     _say(event="done", shard=index, rows=len(rows))
     return 0
@@ -224,3 +248,18 @@ if __name__ == "__main__":
         print("usage: python -m phasegate.pipeline.data.shards JOB_FILE SHARD_INDEX", file=sys.stderr)
         sys.exit(EXIT_INVALID_INPUT)
     sys.exit(worker_main(sys.argv[1:]))
+
+
+def shard_throughput(job: ShardJob, generated: list[int]) -> dict[str, float]:
+    """The measured rates of the shards this attempt generated, per worker (from their done markers)."""
+    timings = [(read_marker(Path(job.shard_dir), i, job.fingerprint) or {}).get("timing") or {}
+               for i in generated]
+    timings = [t for t in timings if t.get("gen_s") is not None]
+    if not timings:
+        return {}
+    loads = sorted(t["model_load_s"] for t in timings)
+    gen_s, made = sum(t["gen_s"] for t in timings), sum(t["generated"] for t in timings)
+    found = {"model_load_s": loads[len(loads) // 2], "gen_s": gen_s}
+    if made and gen_s > 0:
+        found["rows_per_s"] = made / gen_s
+    return found

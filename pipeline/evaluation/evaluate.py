@@ -162,7 +162,7 @@ def paired_block(pairs: list[tuple[bool, bool]], ci_alpha: float) -> dict[str, A
 
 def summarize(outcomes: list[dict[str, Any]], alpha: float, ci_level: float) -> dict[str, Any]:
     """eval_summary.json: overall and per-type blocks, with BH decisions across types."""
-    ci_alpha = 1 - ci_level
+    ci_alpha = round(1 - ci_level, 12)  # in floats 1 - 0.95 is 0.050000000000000044, not 0.05
     pairs = [(o["base"], o["adapter"]) for o in outcomes]
     overall = paired_block(pairs, ci_alpha)
     overall["significant"] = overall["mcnemar_p"] < alpha

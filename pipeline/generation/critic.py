@@ -41,7 +41,7 @@ def answer_token_ids(tok: CleanTokenizer, letter: str) -> tuple[int, ...]:
     """The single-token spellings of `letter`, with and without a leading space."""
     ids = []
     for variant in (letter, f" {letter}"):
-        encoded = tok.encode(variant)
+        encoded = tok.encode(variant)  # the next token after a prompt: a piece, no BOS
         if len(encoded) == 1 and encoded[0] not in ids:
             ids.append(encoded[0])
     if not ids:
@@ -75,8 +75,8 @@ def _score(
     """Judge every prompt in input order; `min_prefix=None` never shares a prefix cache."""
     ids_a = torch.tensor(answer_token_ids(tok, "A"))
     ids_b = torch.tensor(answer_token_ids(tok, "B"))
-    rows = [tok.encode(p) for p in prompts]
-    if empty := [i for i, row in enumerate(rows) if not row]:
+    rows = [tok.encode_sequence(p) for p in prompts]  # whole prompts: BOS per the model's convention
+    if empty := [i for i, row in enumerate(rows) if len(row) <= len(tok.sequence_start())]:
         raise PipelineError(
             f"critic prompts {empty} are empty: the critic scores the token after a prompt"
         )

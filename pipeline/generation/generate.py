@@ -125,7 +125,7 @@ def _finish(
     # Marker tokens the model emitted (dropped from the text), and special tokens spelled out in
     # the text that would turn into special ids when the text is put into a later prompt.
     emitted = [t for t in body if t in tok.marker_token_ids]
-    spelled = [t for t in tok.encode(text) if t in tok.special_ids]
+    spelled = [t for t in tok.encode(text) if t in tok.special_ids]  # a piece: no BOS of its own
     specials = [tok.token_text(t) for t in emitted + spelled]
     return GenerationResult(
         prompt=prompt,
@@ -180,7 +180,7 @@ def generate_texts(
 ) -> list[GenerationResult]:
     """Continue every prompt, batched (and length-bucketed), results in the prompts' order."""
     prompts = list(prompts)
-    lengths = [len(tok.encode(p)) for p in prompts]
+    lengths = [len(tok.encode_sequence(p)) for p in prompts]  # as encode_batch will run them
     results: list[GenerationResult | None] = [None] * len(prompts)
     for number, indices in enumerate(
         plan_batches(lengths, settings.batch_size, bucket=settings.bucket)

@@ -14,7 +14,14 @@ from phasegate.pipeline.generation.prompts import (
     pair_critic_prompt,
     response_prompt,
 )
-from phasegate.pipeline.model.following import SENTINEL_CASES, follow_rate, run_cases
+from phasegate.pipeline.model.following import (
+    EXPECTED_CLEAN_BASE_RATE,
+    SENTINEL_CASES,
+    follow_rate,
+    run_sentinel,
+    sentinel_prompt,
+)
+from phasegate.pipeline.tokenizer import declared_bos_convention
 
 if TYPE_CHECKING:
     from phasegate.pipeline.tokenizer import CleanTokenizer
@@ -44,7 +51,7 @@ def audit_prompts() -> list[str]:
         instruction_generation_prompt(0),
         instruction_critic_prompt(instruction),
         pair_critic_prompt(instruction, response),
-        *(response_prompt(case.instruction) for case in SENTINEL_CASES),
+        *(sentinel_prompt(case) for case in SENTINEL_CASES),
     ]
 
 
@@ -53,13 +60,19 @@ def _excerpt(text: str) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _unexpected_special_ids(tok: CleanTokenizer, text: str) -> list[int]:
+    """Special ids in `text` encoded as a whole prompt, except the one leading BOS the model expects."""
+    ids = tok.encode_sequence(text)
+    return [t for t in ids[len(tok.sequence_start()) :] if t in tok.special_ids]
+
+
 def check_template_markers(tok: CleanTokenizer, prompts: Sequence[str]) -> CheckResult:
-    """Fail if any prompt holds a chat-template marker or encodes to a special token id."""
+    """Fail if any prompt holds a chat-template marker or a special token id beyond one leading BOS."""
     marker_hits, id_hits = [], []
     for index, text in enumerate(prompts):
         for marker in chat_markers_in(text):
             marker_hits.append({"prompt": index, "marker": marker, "excerpt": _excerpt(text)})
-        for token_id in sorted({t for t in tok.encode(text) if t in tok.special_ids}):
+        for token_id in sorted(set(_unexpected_special_ids(tok, text))):
             id_hits.append(
                 {"prompt": index, "token_id": token_id, "token": tok.token_text(token_id)}
             )
@@ -78,6 +91,7 @@ def check_template_markers(tok: CleanTokenizer, prompts: Sequence[str]) -> Check
             "marker_hits": marker_hits[:_MAX_LISTED],
             "special_id_hits": id_hits[:_MAX_LISTED],
             "special_ids": sorted(tok.special_ids),
+            "leading_bos_allowed": tok.bos_token,
         },
     )
 
@@ -90,16 +104,19 @@ def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def check_token_delta(tok: CleanTokenizer, prompts: Sequence[str]) -> CheckResult:
-    """Fail unless the wrapper (single and batched) adds nothing to the raw text's token ids."""
+    """Fail unless the wrapper (single and batched) adds nothing but the model's own BOS to the raw ids."""
     hf = tok.hf_tokenizer
     batch = tok.encode_batch(list(prompts)) if prompts else None
+    # BOS only where the tokenizer's own default starts sequences with it (judged here, not by the
+    # wrapper); never EOS or anything else its default mode might add.
+    start = [hf.bos_token_id] if declared_bos_convention(hf) else []
     mismatches = []
     for index, text in enumerate(prompts):
-        # The reference encoding: the tokenizer itself, asked to add nothing.
-        raw = hf(text, add_special_tokens=False)["input_ids"]
+        # The reference encoding: the tokenizer itself, asked to add nothing, after that BOS.
+        raw = start + hf(text, add_special_tokens=False)["input_ids"]
         row, mask = batch["input_ids"][index], batch["attention_mask"][index]
         for path, ids in (
-            ("encode", tok.encode(text)),
+            ("encode_sequence", tok.encode_sequence(text)),
             ("encode_batch", row[mask.bool()].tolist()),
         ):
             if ids != raw:
@@ -119,7 +136,8 @@ def check_token_delta(tok: CleanTokenizer, prompts: Sequence[str]) -> CheckResul
         default_extra = [tok.token_text(t) for t in default if t not in raw0]
     passed = not mismatches
     summary = (
-        f"wrapper ids equal raw ids for {len(prompts)} prompts (single and batched)"
+        f"wrapper ids equal raw ids (after BOS: {tok.bos_token or 'none'}) for {len(prompts)} "
+        "prompts (single and batched)"
         if passed
         else f"{len(mismatches)} encoding(s) differ from the raw text's ids"
     )
@@ -131,6 +149,8 @@ def check_token_delta(tok: CleanTokenizer, prompts: Sequence[str]) -> CheckResul
             "prompts_checked": len(prompts),
             "mismatches": mismatches[:_MAX_LISTED],
             "tokens_default_mode_would_add": default_extra,
+            "bos_added": tok.adds_bos,
+            "bos_token": tok.bos_token,
         },
     )
 
@@ -147,7 +167,15 @@ def check_sentinel(details: Sequence[dict[str, Any]], sentinel_max: float) -> Ch
         name="sentinel",
         passed=passed,
         summary=summary,
-        evidence={"follow_rate": rate, "sentinel_max": sentinel_max, "cases": list(details)},
+        evidence={
+            "follow_rate": rate,
+            "sentinel_max": sentinel_max,
+            "expected_clean_base_range": list(EXPECTED_CLEAN_BASE_RATE),
+            "prompt_format": "the bare instruction and a newline; no completion scaffold, no template",
+            "scoring": "greedy answer up to EOS, a chat marker or a blank line; it follows when the "
+            "whole answer matches the case's rule",
+            "cases": list(details),
+        },
     )
 
 
@@ -156,5 +184,5 @@ def run_checks(
 ) -> tuple[CheckResult, ...]:
     """All three checks on `prompts` (default: the pipeline's prompt shapes) and the sentinel."""
     prompts = audit_prompts() if prompts is None else list(prompts)
-    sentinel = check_sentinel(run_cases(model, tok, SENTINEL_CASES), sentinel_max)
+    sentinel = check_sentinel(run_sentinel(model, tok), sentinel_max)
     return (check_template_markers(tok, prompts), check_token_delta(tok, prompts), sentinel)

@@ -1,4 +1,4 @@
-"""Rule-scored instruction-following cases: the sentinel set and the held-out baseline set."""
+"""Rule-scored instruction following: the bare-instruction sentinel set and the held-out baseline set."""
 
 from __future__ import annotations
 
@@ -30,18 +30,47 @@ class RuleCase:
         return len(found) >= self.min_matches
 
 
-SENTINEL_CASES: tuple[RuleCase, ...] = (
-    RuleCase("What is the capital of France? Answer with one word.", r"\bparis\b"),
-    RuleCase("List three primary colors, separated by commas.", r"\b(red|blue|yellow)\b", 2),
-    RuleCase("What is 7 plus 5? Answer with a number only.", r"\b12\b|\btwelve\b"),
-    RuleCase("Write the word 'cat' in capital letters.", r"\bCAT\b", ignore_case=False),
-    RuleCase("Translate 'thank you' into Spanish.", r"\bgracias\b"),
-    RuleCase("Reply with only the word OK.", r"^\W*ok\W*$"),
-    RuleCase("Spell the word 'star' backwards.", r"\brats\b"),
-    RuleCase("Give the opposite of the word 'hot'.", r"\bcold\b"),
-    RuleCase("Count from one to five using digits.", r"1\D{1,3}2\D{1,3}3\D{1,3}4\D{1,3}5"),
-    RuleCase("Answer yes or no: is ice cold?", r"^\W*yes\b"),
+@dataclass(frozen=True)
+class SentinelCase:
+    """A bare format instruction and the regex its whole answer must match (nothing else allowed)."""
+
+    instruction: str
+    rule: str
+    ignore_case: bool = True
+
+    def follows(self, answer: str) -> bool:
+        """Whether `answer`, all of it, is what the instruction asked for."""
+        flags = re.IGNORECASE if self.ignore_case else 0
+        return re.fullmatch(self.rule, answer, flags) is not None
+
+
+# The sentinel asks bare instructions, as a chat user would, and scores instruction following:
+# format constraints that end with "and nothing else". A chat-templated or instruction-tuned model
+# answers exactly that and ends its turn; a clean base model in completion mode treats the line as
+# a document and runs on (another instruction, a list, prose), so it follows few of them. Expected
+# for a clean base model: about 10-30% (the reference workflow); above `sentinel_max` (0.70) a
+# chat template leaked or the model is not a base model. No trivia: a strong base model completes
+# "the capital of France is" anyway, which says nothing about templates.
+SENTINEL_CASES: tuple[SentinelCase, ...] = (
+    SentinelCase("Reply with only the word OK.", r"\W*ok\W*"),
+    SentinelCase("Write the word cat in capital letters and nothing else.", r"\W*CAT\W*", False),
+    SentinelCase("List three colors separated by semicolons and nothing else.",
+                 r"\s*[a-z]+(\s*;\s*[a-z]+){2}\s*\.?\s*"),
+    SentinelCase("Describe the sea in exactly two words.", r"\W*[a-z'-]+[\s,]+[a-z'-]+\W*"),
+    SentinelCase("Repeat the word blue three times, separated by spaces, and write nothing else.",
+                 r"\W*blue blue blue\W*"),
+    SentinelCase("Write the numbers 1 to 5 separated by commas, with no other text.",
+                 r"\s*1\s*,\s*2\s*,\s*3\s*,\s*4\s*,\s*5\s*\.?\s*"),
+    SentinelCase("Respond with the single letter Z and nothing else.", r"\W*z\W*"),
+    SentinelCase("Put the word apple inside square brackets and write nothing else.",
+                 r"\s*\[\s*apple\s*\]\s*\.?\s*"),
+    SentinelCase("Answer with only yes or no: can birds fly?", r"\W*(yes|no)\W*"),
+    SentinelCase("Reply with the number 42 and nothing else.", r"\W*42\W*"),
+    SentinelCase("Write the word hello on one line and the word world on the next, nothing else.",
+                 r"\W*hello\W*\n\W*world\W*"),
+    SentinelCase("Say goodbye in lowercase letters, with no punctuation.", r"\s*goodbye\s*", False),
 )
+EXPECTED_CLEAN_BASE_RATE = (0.10, 0.30)
 
 HELDOUT_CASES: tuple[RuleCase, ...] = (
     RuleCase("What is the largest planet in our solar system?", r"\bjupiter\b"),
@@ -63,6 +92,9 @@ HELDOUT_CASES: tuple[RuleCase, ...] = (
 )
 
 FOLLOWING_SETTINGS = GenerationSettings(max_new_tokens=32, stop=RESPONSE_STOPS)
+# A blank line ends a sentinel answer; so does the end of the model's turn (EOS or a chat marker).
+SENTINEL_STOPS: tuple[str, ...] = ("\n\n",)
+SENTINEL_SETTINGS = GenerationSettings(max_new_tokens=32, stop=SENTINEL_STOPS)
 
 
 def score_completions(
@@ -98,3 +130,46 @@ def run_cases(
     prompts = [response_prompt(case.instruction) for case in cases]
     results = generate_texts(model, tok, prompts, settings)
     return score_completions(cases, [r.text for r in results])
+
+
+def sentinel_prompt(case: SentinelCase) -> str:
+    """The bare instruction and a newline: no completion scaffold, no template."""
+    # The newline leaves the model at the start of a line, where a reply would begin; without it
+    # any model mostly goes on with the instruction's own sentence, and the rule scores nothing.
+    return case.instruction + "\n"
+
+
+def sentinel_answer(tok: CleanTokenizer, new_ids: Sequence[int]) -> str:
+    """The text of the model's turn: up to EOS or its first chat marker, then up to a blank line."""
+    ends = tok.eos_token_ids | tok.marker_token_ids
+    turn = next((i for i, t in enumerate(new_ids) if t in ends), len(new_ids))
+    return clean_response(tok.decode(list(new_ids)[:turn]), SENTINEL_STOPS)
+
+
+def score_sentinel(
+    prompts: Sequence[str], outputs: Sequence[str], answers: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Per-case evidence: prompt, raw output, the scored answer, the rule and the score."""
+    details = []
+    for case, prompt, output, answer in zip(SENTINEL_CASES, prompts, outputs, answers, strict=True):
+        follows = case.follows(answer)
+        details.append(
+            {
+                "instruction": case.instruction,
+                "prompt": prompt,
+                "output": output,
+                "answer": answer,
+                "rule": f"whole answer matches /{case.rule}/" + ("i" if case.ignore_case else ""),
+                "follows": follows,
+                "score": 1.0 if follows else 0.0,
+            }
+        )
+    return details
+
+
+def run_sentinel(model: Any, tok: CleanTokenizer) -> list[dict[str, Any]]:
+    """Greedy answers to the bare sentinel instructions, each scored by its format rule."""
+    prompts = [sentinel_prompt(case) for case in SENTINEL_CASES]
+    results = generate_texts(model, tok, prompts, SENTINEL_SETTINGS)
+    answers = [sentinel_answer(tok, r.token_ids) for r in results]
+    return score_sentinel(prompts, [r.raw_text for r in results], answers)

@@ -1,4 +1,4 @@
-"""The only way a model is loaded: no chat template, no special tokens, checked, with provenance."""
+"""The only way a model is loaded: no chat template, no special token but the model's own BOS, checked, with provenance."""
 
 from __future__ import annotations
 
@@ -65,6 +65,8 @@ class Provenance:
     device: str
     chat_template_removed: bool
     pad_set_to_eos: bool
+    bos_added: bool  # every whole sequence starts with BOS: the tokenizer's own default does so
+    bos_token: str | None  # the BOS token's text when bos_added, else None
     versions: dict[str, str]
     checks: tuple[CheckResult, ...] = ()
 
@@ -244,6 +246,8 @@ def load_clean(
         device=device,
         chat_template_removed=had_template,
         pad_set_to_eos=tok.pad_set_to_eos,
+        bos_added=tok.adds_bos,
+        bos_token=tok.bos_token,
         versions=_versions(),
         checks=results,
     )

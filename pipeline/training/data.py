@@ -1,8 +1,9 @@
 """SFT data: validation before any model is loaded, completion-format tokenization, batching.
 
-An example is `{system}\\n\\nInstruction: X\\nResponse: Y<eos>` (the system part only when a
-profile template is given); labels are -100 on every prompt token, so the loss is on the
-response and its end-of-sequence token alone.
+An example is `[<bos>]{system}\\n\\nInstruction: X\\nResponse: Y<eos>` (BOS where the model's
+tokenizer starts sequences with it, the system part only when a profile template is given);
+labels are -100 on every prompt token (BOS included), so the loss is on the response and its
+end-of-sequence token alone.
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ def _row_problem(row: Any) -> str | None:
 
 def encode_example(tok: Any, row: dict[str, Any], system_prompt: str | None) -> Example:
     """Prompt ids (labels -100) followed by ' response' ids and eos (labels = ids)."""
-    prompt = tok.encode(prompt_text(row["instruction"], system_prompt))
+    # The prompt starts the sequence (BOS where the model expects one); the response is a piece
+    # appended to it, so it gets no BOS of its own, only the one EOS the loss teaches to end with.
+    prompt = tok.encode_sequence(prompt_text(row["instruction"], system_prompt))
     eos = sorted(tok.eos_token_ids)
     response = tok.encode(" " + row["response"].strip()) + eos[:1]
     return Example(tuple(prompt + response), tuple([IGNORE_INDEX] * len(prompt) + response))

@@ -56,7 +56,7 @@ def model(request: pytest.FixtureRequest) -> LoadedModel:
 def full_prompt_scores(model: object, tok, prompt: str) -> tuple[float, float]:
     """logp(A), logp(B) from one unpadded forward over the whole prompt: the reference."""
     with torch.no_grad():
-        logits = model(input_ids=torch.tensor([tok.encode(prompt)])).logits[0, -1]
+        logits = model(input_ids=torch.tensor([tok.encode_sequence(prompt)])).logits[0, -1]
     logprobs = torch.log_softmax(logits.float(), dim=-1)
     a, b = (list(answer_token_ids(tok, letter)) for letter in "AB")
     return logprobs[a].logsumexp(-1).item(), logprobs[b].logsumexp(-1).item()
@@ -98,8 +98,8 @@ def test_scores_equal_full_prompt_forwards(
 
 def test_the_rubric_runs_once_per_batch(model: LoadedModel) -> None:
     tok = model.tokenizer
-    rubric = len(tok.encode(INSTRUCTION_CRITIC_RUBRIC))
-    longest = max(len(tok.encode(p)) for p in INSTRUCTION_PROMPTS)
+    rubric = len(tok.encode_sequence(INSTRUCTION_CRITIC_RUBRIC))
+    longest = max(len(tok.encode_sequence(p)) for p in INSTRUCTION_PROMPTS)
     shapes = forward_widths(
         model.model, lambda: score_ab(model.model, tok, INSTRUCTION_PROMPTS, batch_size=16)
     )
@@ -116,7 +116,7 @@ def test_prompts_without_a_useful_shared_prefix_take_the_plain_pass(loaded: Load
     tok = loaded.tokenizer
     prompts = [f"{s}\nGrade:" for s in SEED_INSTRUCTIONS]
     shapes = forward_widths(loaded.model, lambda: score_ab(loaded.model, tok, prompts))
-    assert shapes == [(len(prompts), max(len(tok.encode(p)) for p in prompts))]
+    assert shapes == [(len(prompts), max(len(tok.encode_sequence(p)) for p in prompts))]
     assert_match_reference(score_ab(loaded.model, tok, prompts), loaded.model, tok, prompts)
 
 

@@ -32,7 +32,7 @@ def test_wrapper_refuses_add_special_tokens(loaded: LoadedModel) -> None:
         loaded.tokenizer.encode("hello", add_special_tokens=True)  # type: ignore[call-arg]
 
 
-def test_wrapper_adds_no_bos_where_the_raw_tokenizer_would(loaded: LoadedModel) -> None:
+def test_a_piece_gets_no_bos_where_the_raw_tokenizer_would(loaded: LoadedModel) -> None:
     tok = loaded.tokenizer
     raw_default = tok.hf_tokenizer("Instruction: hi")["input_ids"]
     assert raw_default[0] == tok.hf_tokenizer.bos_token_id  # the tokenizer's default adds BOS
