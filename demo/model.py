@@ -76,7 +76,10 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(settings: TrainSettings = SETTINGS) -> str:
-    """What the trained model depends on: the corpus, this code and the training settings."""
+    """What the trained model depends on: the corpus, this code, the training settings and the transformers
+    major version (a tokenizer saved by transformers 5 does not load in 4.x)."""
+    from importlib.metadata import version
+
     from phasegate.demo import tinymodel  # its tokenizer trainer is ours too
 
     sources = [Path(__file__), Path(demo_corpus.__file__), Path(tinymodel.__file__)]
@@ -84,6 +87,7 @@ def cache_key(settings: TrainSettings = SETTINGS) -> str:
         "corpus": demo_corpus.corpus_digest(settings.seed),
         "code": [hashlib.sha256(p.read_bytes()).hexdigest() for p in sources],
         "settings": asdict(settings),
+        "transformers": version("transformers").split(".")[0],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
