@@ -43,10 +43,21 @@ def _phase_table(snapshot: RunSnapshot) -> list[str]:
     costs = snapshot.budget.get("per_phase_usd") or {}
     for number, phase in enumerate(snapshot.phases, start=1):
         cost = f"${costs[phase.id]:.2f}" if phase.id in costs else "—"
-        peak = snapshot.metrics.get(phase.id, {}).get("gpu_peak_mem_mb")
         lines.append(f"| {number} | {phase.id} | {phase.kind} | {phase.state} | {phase.attempts} "
-                     f"| {_duration(phase.duration_s)} | {cost} | {f'{peak:.0f} MiB' if peak else '—'} |")
+                     f"| {_duration(phase.duration_s)} | {cost} | {_gpu_cell(snapshot.metrics.get(phase.id, {}))} |")
     return lines
+
+
+CPU_FALLBACK = "on CPU: no usable CUDA"
+"""What a phase that reported `cpu_fallback` (device = "auto" without usable CUDA) shows instead of its GPU peak."""
+
+
+def _gpu_cell(metrics: dict[str, Any]) -> str:
+    """A phase's GPU peak, or that its model ran on the CPU for want of CUDA."""
+    if metrics.get("cpu_fallback"):
+        return CPU_FALLBACK
+    peak = metrics.get("gpu_peak_mem_mb")
+    return f"{peak:.0f} MiB" if peak else "—"
 
 
 def _gate_lines(snapshot: RunSnapshot) -> list[str]:

@@ -69,6 +69,9 @@ def test_auto_on_a_cpu_session_runs_on_cpu_and_says_so(tmp_path, tiny_model_dir)
     assert metrics["phases"][1]["state"] == "passed"
     assert [e.data for e in events_of(tmp_path / "run", EventKind.METRIC)
             if e.phase == "load" and e.data["name"] == "cpu_fallback"][0]["value"] == 1
+    # The checkpoint's phase table says it where the GPU peak would be.
+    row = next(line for line in (tmp_path / "run" / "CHECKPOINT.md").read_text().splitlines() if "| load |" in line)
+    assert row.endswith("| on CPU: no usable CUDA |")
 
 
 def context(tmp_path: Path, device: str, gpu_expected: bool) -> PhaseContext:

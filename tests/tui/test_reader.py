@@ -22,7 +22,7 @@ from phasegate.tui.widgets.metrics import metric_row
 
 
 def gpu_lines_of(gpu):
-    return gpu_lines(SimpleNamespace(snapshot=SimpleNamespace(gpu=gpu)))
+    return gpu_lines(SimpleNamespace(snapshot=SimpleNamespace(gpu=gpu, metrics={})))
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,6 +89,13 @@ def test_the_gpu_panel_says_what_the_journal_holds(templates):
     title, _ = gpu_lines_of(gpu)
     # Either a real GPU (on a pod) or the sampler's reason why there is none, never a crash or a blank.
     assert title.startswith("mem ") if gpu.available else title == f"GPU: not available ({gpu.reason})"
+
+
+def test_the_gpu_panel_names_a_phase_that_ran_on_the_cpu():
+    gpu = SimpleNamespace(available=False, reason="NVMLError_LibraryNotFound")
+    view = SimpleNamespace(snapshot=SimpleNamespace(gpu=gpu, metrics={"load": {"cpu_fallback": 1.0}, "other": {}}))
+    title, _ = gpu_lines(view)
+    assert title == "GPU: not available (NVMLError_LibraryNotFound) · load ran on the CPU: no usable CUDA"
 
 
 def test_events_read_as_words():

@@ -20,7 +20,10 @@ def gpu_lines(view: RunView) -> tuple[str, str]:
     """The panel's title line and its stats line."""
     gpu = view.snapshot.gpu
     if not gpu.available:
-        return f"GPU: not available ({gpu.reason or 'unknown reason'})", ""
+        # A model phase that fell back to the CPU says so here too (device = "auto" without usable CUDA).
+        fallback = [phase for phase, values in view.snapshot.metrics.items() if values.get("cpu_fallback")]
+        ran = f" · {', '.join(fallback)} ran on the CPU: no usable CUDA" if fallback else ""
+        return f"GPU: not available ({gpu.reason or 'unknown reason'}){ran}", ""
     # Memory first: the name is what a narrow panel can best afford to cut.
     title = f"mem {gib(gpu.mem_used_mb)}/{gib(gpu.mem_total_mb)} GiB · {gpu.name or 'GPU 0'}"
     stats = (f"util {_num(gpu.util_pct, '%')} · {_num(gpu.temp_c, '°C')} · {_num(gpu.power_w, 'W')}"
