@@ -227,7 +227,8 @@ def load_clean(
     """
     folder = resolve_model_dir(spec.path, base=base)
     require_library_floors()
-    device, dtype = spec.resolved_device(), spec.resolved_dtype()
+    device = spec.resolved_device()
+    dtype = spec.resolved_dtype(device)
     warn_if_cpu_fallback(spec, device)
     tok, had_template = _load_tokenizer(folder, spec)
     model = _load_model(folder, spec, device, dtype)

@@ -63,13 +63,14 @@ class ModelSpec(BaseModel):
             raise CudaRequiredError(no_cuda_message(report))
         return "cpu"
 
-    def resolved_dtype(self) -> Any:
-        """The torch dtype of the weights, with `auto` decided by the device."""
+    def resolved_dtype(self, device: str | None = None) -> Any:
+        """The torch dtype of the weights, with `auto` decided by the device (`device` when already resolved:
+        resolving probes CUDA and NVML again)."""
         import torch
 
         if self.dtype != "auto":
             return getattr(torch, self.dtype)
-        if self.resolved_device() == "cuda":
+        if (device or self.resolved_device()) == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,3 +53,15 @@ def contaminated_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_
 def loaded(tiny_model_dir: Path) -> LoadedModel:
     """The tiny model loaded through the clean loader (checks run once per session)."""
     return load_clean(ModelSpec(path=str(tiny_model_dir)))
+
+
+def forward_inputs(model: Any, run: Callable[[], object]) -> list[dict[str, Any]]:
+    """The keyword inputs (input_ids, attention_mask, ...) of every forward the model ran during `run()`."""
+    calls: list[dict[str, Any]] = []
+    handle = model.register_forward_pre_hook(lambda _module, _args, kwargs: calls.append(dict(kwargs)),
+                                             with_kwargs=True)
+    try:
+        run()
+    finally:
+        handle.remove()
+    return calls

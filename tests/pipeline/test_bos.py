@@ -14,6 +14,7 @@ from phasegate.pipeline.model.contamination import check_template_markers, check
 from phasegate.pipeline.model.loader import LoadedModel, ModelSpec, load_clean
 from phasegate.pipeline.tokenizer import CleanTokenizer
 from phasegate.pipeline.training.data import IGNORE_INDEX, collate, encode_example
+from tests.pipeline.conftest import forward_inputs
 
 PROMPTS = ["Instruction: Name three fruits.\nResponse:", "Instruction: hi\nResponse:", "x"]
 ROW = {"instruction": "Name two colors.", "response": "Red and blue."}
@@ -123,19 +124,8 @@ def test_sft_example_without_a_bos_convention_has_none(no_bos: LoadedModel) -> N
 
 def _first_forward_rows(model: object, run) -> list[list[int]]:
     """The real (unpadded) token ids of every row in the model's first forward during `run()`."""
-    seen: list[list[int]] = []
-
-    def record(_module, _args, kwargs):
-        if not seen:
-            ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
-            seen.extend(row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True))
-
-    handle = model.register_forward_pre_hook(record, with_kwargs=True)
-    try:
-        run()
-    finally:
-        handle.remove()
-    return seen
+    first = forward_inputs(model, run)[0]
+    return [row[m.bool()].tolist() for row, m in zip(first["input_ids"], first["attention_mask"], strict=True)]
 
 
 def test_generation_and_critic_prompts_start_with_bos(loaded: LoadedModel) -> None:

@@ -28,6 +28,7 @@ from phasegate.pipeline.generation.prompts import (
     pair_critic_prompt,
 )
 from phasegate.pipeline.model.loader import LoadedModel, ModelSpec, load_clean
+from tests.pipeline.conftest import forward_inputs
 
 INSTRUCTION_PROMPTS = [instruction_critic_prompt(s) for s in SEED_INSTRUCTIONS]
 PAIR_PROMPTS = [
@@ -72,17 +73,7 @@ def assert_match_reference(found: list[Critique], model: object, tok, prompts: l
 
 def forward_widths(model: object, run) -> list[tuple[int, int]]:
     """The (batch, tokens) shape of every forward the model ran during `run()`."""
-    shapes = []
-
-    def record(_module, _args, kwargs):
-        shapes.append(tuple(kwargs["input_ids"].shape))
-
-    handle = model.register_forward_pre_hook(record, with_kwargs=True)
-    try:
-        run()
-    finally:
-        handle.remove()
-    return shapes
+    return [tuple(call["input_ids"].shape) for call in forward_inputs(model, run)]
 
 
 @pytest.mark.parametrize("prompts", [INSTRUCTION_PROMPTS, PAIR_PROMPTS, PROMPTS])
