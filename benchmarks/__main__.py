@@ -38,7 +38,9 @@ def main() -> None:
             continue
         print(f"running {name} …", file=sys.stderr)
         sections.append(importlib.import_module(name).main())
-    gpu_notes = HERE / "GPU.md"
+    # Sections measured elsewhere, kept as they were written: the engines (in vLLM's own environment,
+    # `make bench-engines`) and the GPU figures.
+    kept = [HERE / "ENGINES.md", HERE / "GPU.md"]
     header = [
         "# Benchmark results",
         "",
@@ -50,8 +52,9 @@ def main() -> None:
         "",
     ]
     text = "\n".join(header + sections)
-    if gpu_notes.exists():
-        text += "\n" + gpu_notes.read_text()
+    for path in kept:
+        if path.exists():
+            text += "\n" + path.read_text()
     (HERE / "RESULTS.md").write_text(text)
     print(text)
 

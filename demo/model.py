@@ -68,6 +68,9 @@ class TrainSettings:
 
 
 SETTINGS = TrainSettings()
+# The demo model at head_dim 64 (128 / 2 heads), a shape vLLM's CPU attention supports (24 is not):
+# the engine tests and benchmark run the same pilot on both engines with it.
+HEAD_DIM_64 = TrainSettings(hidden_size=128, heads=2)
 
 
 def default_cache_dir() -> Path:

@@ -260,8 +260,8 @@ def session_text(model_dir: Path, fault: str | None = None, *, phases: Sequence[
         "budget_usd": 1.0, "gpu_hourly_usd": 1.74, "session_extra": "",
         "model": json.dumps(str(model_dir)), "reviewer": json.dumps(reviewer), "reviewer_timeout": 60,
     }
-    if fault == "budget":  # $0.05 at an 8-GPU node's $18/hour lasts ten seconds
-        values.update(budget_usd=0.05, gpu_hourly_usd=18.0)
+    if fault == "budget":  # $0.005 at an 8-GPU node's $18/hour lasts one second: it runs out inside the pilot
+        values.update(budget_usd=0.005, gpu_hourly_usd=18.0)
     if fault == "oom":
         values["session_extra"] = "oom_samples = 2\n"
     if fault == "reviewer-hang":

@@ -9,6 +9,7 @@ from phasegate.floor.errors import ExitCode
 # The controller's own codes (the phases of pipeline/ import these names).
 EXIT_INVALID_INPUT = ExitCode.INVALID_INPUT
 EXIT_STOPPED = ExitCode.STOPPED
+EXIT_INTERNAL_ERROR = ExitCode.INTERNAL_ERROR
 
 
 class PipelineError(Exception):

@@ -16,6 +16,7 @@ from phasegate.pipeline.context import PhaseContext
 from phasegate.pipeline.data.pilot import GenerateParams, generate_rows, seed_pool
 from phasegate.pipeline.data.qc import merge_thresholds, qc_metrics, write_qc_summary
 from phasegate.pipeline.data.rounds import target_metrics
+from phasegate.pipeline.engines.engine import Engine, open_engine, require_engine
 from phasegate.pipeline.errors import EXIT_STOPPED
 from phasegate.pipeline.files import atomic_write_jsonl, sha256_file
 from phasegate.pipeline.generation.generate import GenerationSettings
@@ -43,9 +44,12 @@ class BaselineParams(BaseModel):
     batch_size: int = Field(16, ge=1, description="Prompts per generation batch.")
 
 
-def _write_provenance(ctx: PhaseContext, loaded: LoadedModel) -> dict[str, str]:
-    """Write provenance.json; rows refer to it by path and sha256."""
-    path = _write(ctx, "provenance.json", loaded.provenance.to_dict())
+def _write_provenance(ctx: PhaseContext, loaded: LoadedModel, engine: Engine | None = None) -> dict[str, str]:
+    """Write provenance.json (with the engine that generated, when one did); rows refer to it by path and sha256."""
+    record = loaded.provenance.to_dict()
+    if engine is not None:
+        record["engine"] = {"name": engine.name, **engine.identity()}
+    path = _write(ctx, "provenance.json", record)
     return {"path": path.name, "sha256": sha256_file(path)}
 
 
@@ -126,11 +130,13 @@ def generate(ctx: PhaseContext) -> int:
     rules = merge_thresholds(params.thresholds, target_kept=params.target_kept)
     seed = ctx.seed if params.seed is None else params.seed
     seed_pool(ctx, params)  # a bad seed file is refused before minutes of model loading
+    require_engine(ctx.require_model())
     started = time.monotonic()
     loaded = load_clean(ctx.require_model(), base=ctx.model_base)
+    engine = open_engine(loaded, ctx.require_model())
     model_load_s = time.monotonic() - started
-    ref = _write_provenance(ctx, loaded)
-    run = generate_rows(ctx, loaded, params, seed, ref)
+    ref = _write_provenance(ctx, loaded, engine)
+    run = generate_rows(ctx, loaded, engine, params, seed, ref)
     rows = run.rows
     outputs = {
         "pilot_candidates.jsonl": atomic_write_jsonl(

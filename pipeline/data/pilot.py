@@ -19,14 +19,11 @@ from pydantic import ConfigDict, Field
 from phasegate.pipeline.context import PhaseContext
 from phasegate.pipeline.data.dedup import NEAR_DUP_THRESHOLD, drop_repeated_instructions
 from phasegate.pipeline.data.rounds import PilotRun, TargetFields, plan_next_round
+from phasegate.pipeline.engines.engine import Engine
 from phasegate.pipeline.errors import PhaseInputError
 from phasegate.pipeline.files import atomic_write_jsonl, read_jsonl, sha256_text
-from phasegate.pipeline.generation.critic import DEFAULT_MIN_MARGIN, score_ab
-from phasegate.pipeline.generation.generate import (
-    GenerationResult,
-    GenerationSettings,
-    generate_texts,
-)
+from phasegate.pipeline.generation.critic import DEFAULT_MIN_MARGIN
+from phasegate.pipeline.generation.generate import GenerationResult, GenerationSettings
 from phasegate.pipeline.generation.prompts import (
     INSTRUCTION_STOPS,
     RESPONSE_STOPS,
@@ -129,13 +126,13 @@ class PilotBatch:
 
     def __init__(
         self,
-        loaded: LoadedModel,
+        engine: Engine,
         params: GenerateParams,
         seed: int,
         report: Callable[[int, str], None],
         pool: Sequence[str] = SEED_INSTRUCTIONS,
     ) -> None:
-        self.model, self.tok = loaded.model, loaded.tokenizer
+        self.engine, self.tok = engine, engine.tok
         self.params, self.seed, self.report, self.pool = params, seed, report, pool
 
     def _settings(self, batch: int, step: str, **overrides: Any) -> GenerationSettings:
@@ -168,7 +165,7 @@ class PilotBatch:
             for k in range(size)
         ]
         rows, seen = [], set()
-        for k, result in enumerate(generate_texts(self.model, self.tok, prompts, settings)):
+        for k, result in enumerate(self.engine.generate(prompts, settings)):
             instruction, status = _instruction_status(result, self.tok, p)
             if status == "ok" and instruction.lower() in seen:
                 status = "duplicate"
@@ -179,16 +176,14 @@ class PilotBatch:
     def _judge(self, prompts: list[str]) -> list[dict[str, Any]]:
         """Steps 2 and 4: the A/B critic over `prompts`."""
         p = self.params
-        found = score_ab(
-            self.model, self.tok, prompts, batch_size=p.batch_size, min_margin=p.min_margin
-        )
+        found = self.engine.score_ab(prompts, batch_size=p.batch_size, min_margin=p.min_margin)
         return [c.to_dict() for c in found]
 
     def _responses(self, rows: list[dict[str, Any]], settings: GenerationSettings) -> None:
         """Step 3: answer each row's instruction in completion mode."""
         prompts = [response_prompt(r["instruction"]) for r in rows]
         for row, result in zip(
-            rows, generate_texts(self.model, self.tok, prompts, settings), strict=True
+            rows, self.engine.generate(prompts, settings), strict=True
         ):
             row["response"] = result.text
             row["generation"] = {k: v for k, v in result.to_dict().items() if k != "prompt"}
@@ -278,7 +273,7 @@ def pool_key(pool: Sequence[str]) -> dict[str, str]:
 
 
 def _fingerprint(
-    params: GenerateParams, seed: int, loaded: LoadedModel, pool: Sequence[str]
+    params: GenerateParams, seed: int, loaded: LoadedModel, engine: Engine, pool: Sequence[str]
 ) -> str:
     """What batch files depend on; batches written under another fingerprint are stale.
 
@@ -289,6 +284,7 @@ def _fingerprint(
     key = {
         "params": params.model_dump(exclude=JUDGING_FIELDS | EXTENT_FIELDS),
         **pool_key(pool),
+        **engine.identity(),
         "versions": prov.versions,
         "seed": seed,
         "weights": prov.weights_sha256,
@@ -312,6 +308,7 @@ def _finished_batch(path: Path, size: int) -> list[dict[str, Any]] | None:
 def generate_rows(
     ctx: PhaseContext,
     loaded: LoadedModel,
+    engine: Engine,
     params: GenerateParams,
     seed: int,
     provenance_ref: dict[str, str],
@@ -324,7 +321,7 @@ def generate_rows(
     """
     pool = seed_pool(ctx, params)
     batch_dir = ctx.work_dir / "batches"
-    prepare_work_dir(batch_dir, _fingerprint(params, seed, loaded, pool))
+    prepare_work_dir(batch_dir, _fingerprint(params, seed, loaded, engine, pool))
     run = PilotRun()
     plan = {"batches": 0}
 
@@ -336,7 +333,7 @@ def generate_rows(
             step=f"batch {batch + 1}/{plan['batches']}: {step}",
         )
 
-    pilot = PilotBatch(loaded, params, seed, report, pool)
+    pilot = PilotBatch(engine, params, seed, report, pool)
     while (size := plan_next_round(params, run.n_kept, len(run.rows))) > 0:
         run.rounds.append(size)
         end = len(run.rows) + size
@@ -376,11 +373,12 @@ def _one_batch(
 def run_batches(
     ctx: PhaseContext,
     loaded: LoadedModel,
+    engine: Engine,
     params: GenerateParams,
     seed: int,
     provenance_ref: dict[str, str],
 ) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
     """Run every batch whose file is missing; returns all rows, repeated instructions un-kept, and
     which batches ran or were reused."""
-    run = generate_rows(ctx, loaded, params, seed, provenance_ref)
+    run = generate_rows(ctx, loaded, engine, params, seed, provenance_ref)
     return run.rows, run.batches

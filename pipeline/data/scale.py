@@ -49,6 +49,7 @@ from phasegate.pipeline.data.shards import (
     rows_path,
     shard_throughput,
 )
+from phasegate.pipeline.engines.engine import require_engine
 from phasegate.pipeline.errors import (
     EXIT_INVALID_INPUT,
     EXIT_STOPPED,
@@ -206,7 +207,7 @@ def _fingerprint(ctx: PhaseContext, gen: GenerateParams, seed: int, num_shards: 
     """What the shard files depend on: parameters, seed pool, seed, shard split and the model's files."""
     key = {"params": gen.model_dump(exclude=JUDGING_FIELDS | {"target_kept", "max_candidates"}),
            **pool_key(pool), "seed": seed,
-           "num_shards": num_shards, "model": ctx.require_model().model_dump(),
+           "num_shards": num_shards, "model": ctx.require_model().model_dump(exclude={"engine_memory"}),
            "model_files": model_files_sha(ctx)}
     return sha256_text(json.dumps(key, sort_keys=True))
 
@@ -280,7 +281,7 @@ def _resumed(job: ShardJob, generated: list[int]) -> dict[str, int]:
 
 def _model_identity(provenance: dict[str, Any]) -> dict[str, Any]:
     """The parts of a provenance record that identify the model's files."""
-    keys = ("config_sha256", "weights_sha256", "tokenizer_sha256", "dtype", "quantization")
+    keys = ("config_sha256", "weights_sha256", "tokenizer_sha256", "dtype", "quantization", "engine")
     return {k: provenance.get(k) for k in keys}
 
 
@@ -331,6 +332,7 @@ def scale(ctx: PhaseContext) -> int:
     rules = merge_thresholds(gen.thresholds, target_kept=params.target_kept)
     seed = ctx.seed if params.seed is None else params.seed
     pool = seed_pool(ctx, gen)
+    require_engine(ctx.require_model())  # before any worker loads the model
     fingerprint = _fingerprint(ctx, gen, seed, params.num_shards, pool)
     shard_dir = ctx.work_dir / "shards"
     prepare_work_dir(shard_dir, fingerprint)

@@ -161,11 +161,13 @@ def compute_shard_timed(
     job: ShardJob, index: int, progress: ProgressFn | None = None, log: BatchLog | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, float]]:
     """`compute_shard`, and how long the model load and the generation took (`timing`)."""
+    from phasegate.pipeline.engines.engine import open_engine
     from phasegate.pipeline.model.loader import load_clean
 
     shard = job.shard(index)
     started = time.monotonic()
     loaded = load_clean(job.model, base=Path(job.model_base))
+    engine = open_engine(loaded, job.model)  # one engine per shard worker, on its one GPU
     timing = {"model_load_s": time.monotonic() - started, "gen_s": 0.0, "generated": 0}
     n_batches = -(-shard.count // job.params.batch_size)
 
@@ -174,7 +176,7 @@ def compute_shard_timed(
             progress(batch * len(STEPS) + STEPS.index(step), n_batches * len(STEPS))
 
     pool = SEED_INSTRUCTIONS if job.seed_pool is None else tuple(job.seed_pool)
-    pilot = PilotBatch(loaded, job.params, shard.seed, report, pool)
+    pilot = PilotBatch(engine, job.params, shard.seed, report, pool)
     batches = log.finished() if log is not None else []
     for batch in range(len(batches), n_batches):
         report(batch, "instructions")
@@ -192,7 +194,8 @@ def compute_shard_timed(
         progress(n_batches * len(STEPS), n_batches * len(STEPS))
     if log is not None:  # as read back, so a resumed shard and a fresh one hold rows of one making
         batches = log.finished()
-    return [row for batch_rows in batches for row in batch_rows], loaded.provenance.to_dict(), timing
+    provenance = {**loaded.provenance.to_dict(), "engine": {"name": engine.name, **engine.identity()}}
+    return [row for batch_rows in batches for row in batch_rows], provenance, timing
 
 
 def provenance_sha(provenance: dict[str, Any]) -> str:

@@ -52,8 +52,8 @@ def answer_token_ids(tok: CleanTokenizer, letter: str) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def _critique(logp_a: float, logp_b: float, min_margin: float) -> Critique:
-    """The judgement for one pair of letter log-probabilities."""
+def judge(logp_a: float, logp_b: float, min_margin: float) -> Critique:
+    """The judgement for one pair of letter log-probabilities (from any engine)."""
     margin = logp_a - logp_b
     return Critique(
         label="A" if margin > 0 else "B",
@@ -88,7 +88,7 @@ def _score(
         logp_a = torch.logsumexp(logprobs[:, ids_a], dim=-1).tolist()
         logp_b = torch.logsumexp(logprobs[:, ids_b], dim=-1).tolist()
         for i, a, b in zip(indices, logp_a, logp_b, strict=True):
-            found[i] = _critique(a, b, min_margin)
+            found[i] = judge(a, b, min_margin)
     return [found[i] for i in range(len(rows))]
 
 

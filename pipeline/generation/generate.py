@@ -28,6 +28,7 @@ class GenerationSettings:
     batch_size: int = 16
     bucket: bool = True
     min_new_tokens: int = 0
+    cache: str = "dynamic"  # the hf engine's KV cache: "dynamic" grows, "static" is allocated once
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready values (recorded with every generated row)."""
@@ -106,10 +107,11 @@ def _stop_index(ids: list[int], tok: CleanTokenizer, stops: Sequence[str]) -> in
     return lo
 
 
-def _finish(
+def finish_row(
     prompt: str, row: list[int], tok: CleanTokenizer, settings: GenerationSettings
 ) -> GenerationResult:
-    """Trim one row's new ids to where generation really ended and classify the ending."""
+    """Trim one row's new ids to where generation really ended and classify the ending (any engine's row:
+    the new ids, ending in an EOS id when EOS ended it, and whatever fill follows)."""
     eos_at = next((i + 1 for i, t in enumerate(row) if t in tok.eos_token_ids), None)
     stop_at = _stop_index(row[: eos_at or len(row)], tok, settings.stop)
     # A finished row is filled with pad ids (often equal to eos), so the earliest end wins.
@@ -154,6 +156,9 @@ def _generate_kwargs(tok: CleanTokenizer, settings: GenerationSettings) -> dict[
     )
     if settings.temperature > 0:
         kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
+    if settings.cache == "static":
+        # Allocated once for the longest row; with torch.compile on a GPU it avoids re-tracing.
+        kwargs["cache_implementation"] = "static"
     if settings.stop:
         kwargs.update(stop_strings=list(settings.stop), tokenizer=tok.hf_tokenizer)
     return kwargs
@@ -188,5 +193,5 @@ def generate_texts(
         texts = [prompts[i] for i in indices]
         rows = _generate_batch(model, tok, texts, settings, seed=settings.seed + number)
         for i, prompt, row in zip(indices, texts, rows, strict=True):
-            results[i] = _finish(prompt, row, tok, settings)
+            results[i] = finish_row(prompt, row, tok, settings)
     return [r for r in results if r is not None]

@@ -75,13 +75,18 @@ class Provenance:
         return asdict(self)
 
 
-@dataclass(frozen=True)
+@dataclass
 class LoadedModel:
     """A model in eval mode, its clean tokenizer, and its provenance."""
 
     model: Any
     tokenizer: CleanTokenizer
     provenance: Provenance
+
+    def release_model(self) -> LoadedModel:
+        """Drop the reference to the transformers model (another engine takes over); returns self."""
+        self.model = None
+        return self
 
     @property
     def failed_checks(self) -> tuple[CheckResult, ...]:

@@ -34,6 +34,25 @@ class ModelSpec(BaseModel):
         "GPU session ([session] gpu_hourly_usd or gpu set), where auto means cuda. A model phase that "
         "needs CUDA and finds it unusable exits 2 (the session stops), saying what torch and the driver report.",
     )
+    engine: Literal["hf", "vllm"] = Field(
+        "hf",
+        description="What generates and judges in the pilot and the scale: hf = transformers generate "
+        "(length-bucketed batches), vllm = vLLM's offline engine (continuous batching; install "
+        "phasegate[vllm]). Same prompts as token ids, stop strings and output checks, seeded sampling; the load "
+        "checks, SFT and evaluation always run on transformers.",
+    )
+    hf_cache: Literal["dynamic", "static"] = Field(
+        "dynamic",
+        description="engine = 'hf': the KV cache of generate; static is allocated once per batch for its "
+        "longest row (with torch.compile on a GPU it avoids re-tracing), same outputs.",
+    )
+    engine_memory: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="engine = 'vllm': the share of the GPU's memory vLLM reserves for weights and KV "
+        "cache (vLLM's gpu_memory_utilization; on a CPU, the share of RAM); default 0.85 on CUDA, 0.15 on CPU.",
+    )
     sentinel_max: float = Field(
         0.70,
         ge=0.0,

@@ -45,7 +45,7 @@ def write_context(root: Path, kind: str, model: Path | None, params: dict, **ext
     return path
 
 
-def run_child(kind: str, context: Path, events: Path) -> subprocess.CompletedProcess:
+def run_child(kind: str, context: Path, events: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run a phase as the controller does: a child process reporting on an events fd."""
     with open(events, "a") as sink:
         env = {**os.environ, "PHASEGATE_EVENTS_FD": str(sink.fileno())}
@@ -55,7 +55,7 @@ def run_child(kind: str, context: Path, events: Path) -> subprocess.CompletedPro
             pass_fds=(sink.fileno(),),
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
         )
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from phasegate.pipeline.data import pilot
 from phasegate.pipeline.data.pilot import GenerateParams, PilotBatch
 from phasegate.pipeline.data.shards import ShardJob, compute_shard, plan_shards
+from phasegate.pipeline.engines import engine
+from phasegate.pipeline.engines.engine import HfEngine
 from phasegate.pipeline.errors import PhaseInputError
 from phasegate.pipeline.generation.prompts import (
     INSTRUCTION_LIST_HEADER,
@@ -56,13 +57,13 @@ def test_a_bad_seed_file_names_the_file_and_line(tmp_path: Path, name, text, mes
 def few_shot_prompts(monkeypatch) -> list[str]:
     """The instruction prompts the pilot's batches send to the model (the real model answers)."""
     prompts: list[str] = []
-    real = pilot.generate_texts
+    real = engine.generate_texts
 
     def recording(model, tok, batch, settings):
         prompts.extend(p for p in batch if p.startswith(INSTRUCTION_LIST_HEADER))
         return real(model, tok, batch, settings)
 
-    monkeypatch.setattr(pilot, "generate_texts", recording)
+    monkeypatch.setattr(engine, "generate_texts", recording)
     return prompts
 
 
@@ -73,7 +74,7 @@ def drawn_from_pool(prompts: list[str]) -> bool:
 
 
 def test_the_pilot_prompts_draw_only_from_the_pool(loaded, few_shot_prompts) -> None:
-    PilotBatch(loaded, GenerateParams(**PARAMS), 0, lambda *_: None, POOL).run(0, 2)
+    PilotBatch(HfEngine(loaded.model, loaded.tokenizer), GenerateParams(**PARAMS), 0, lambda *_: None, POOL).run(0, 2)
     assert len(few_shot_prompts) == 2 and drawn_from_pool(few_shot_prompts)
 
 
