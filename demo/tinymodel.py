@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
@@ -84,8 +85,15 @@ def build_tiny_model(
     arch: Literal["llama", "qwen2"] = "llama",
     seed: int = 0,
     with_chat_template: bool = False,
+    shape: Mapping[str, Any] | None = None,
+    device: str = "cpu",
+    dtype: Any = None,
 ) -> Path:
-    """Build and save a tiny random model and its tokenizer in `out_dir`; same seed, same files."""
+    """Build and save a tiny random model and its tokenizer in `out_dir`; same seed, same files.
+
+    `shape` overrides config fields (the GPU benchmark's 7B shape: the same small tokenizer, a real
+    model's widths); `device` and `dtype` say where the random weights are made (a 7B on the GPU, in bf16).
+    """
     import torch
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
     from transformers.utils import logging as hf_logging
@@ -103,8 +111,12 @@ def build_tiny_model(
     if with_chat_template:
         tokenizer.chat_template = CHATML_TEMPLATE
     config = _config(arch, tokenizer)
+    for key, value in (shape or {}).items():
+        setattr(config, key, value)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
+    chosen = {"dtype": dtype} if dtype is not None else {}  # only when asked: older transformers lack it
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, **chosen)
     hf_logging.disable_progress_bar()  # the save bar is noise in test and demo output
     try:
         tokenizer.save_pretrained(out)

@@ -16,7 +16,7 @@ from phasegate.pipeline.context import PhaseContext
 from phasegate.pipeline.data.pilot import GenerateParams, generate_rows, seed_pool
 from phasegate.pipeline.data.qc import merge_thresholds, qc_metrics, write_qc_summary
 from phasegate.pipeline.data.rounds import target_metrics
-from phasegate.pipeline.engines.engine import Engine, open_engine, require_engine
+from phasegate.pipeline.engines.engine import Engine, engine_record, open_engine, require_engine
 from phasegate.pipeline.errors import EXIT_STOPPED
 from phasegate.pipeline.files import atomic_write_jsonl, sha256_file
 from phasegate.pipeline.generation.generate import GenerationSettings
@@ -48,7 +48,7 @@ def _write_provenance(ctx: PhaseContext, loaded: LoadedModel, engine: Engine | N
     """Write provenance.json (with the engine that generated, when one did); rows refer to it by path and sha256."""
     record = loaded.provenance.to_dict()
     if engine is not None:
-        record["engine"] = {"name": engine.name, **engine.identity()}
+        record["engine"] = engine_record(engine)
     path = _write(ctx, "provenance.json", record)
     return {"path": path.name, "sha256": sha256_file(path)}
 

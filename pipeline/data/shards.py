@@ -161,7 +161,7 @@ def compute_shard_timed(
     job: ShardJob, index: int, progress: ProgressFn | None = None, log: BatchLog | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, float]]:
     """`compute_shard`, and how long the model load and the generation took (`timing`)."""
-    from phasegate.pipeline.engines.engine import open_engine
+    from phasegate.pipeline.engines.engine import engine_record, open_engine
     from phasegate.pipeline.model.loader import load_clean
 
     shard = job.shard(index)
@@ -194,7 +194,7 @@ def compute_shard_timed(
         progress(n_batches * len(STEPS), n_batches * len(STEPS))
     if log is not None:  # as read back, so a resumed shard and a fresh one hold rows of one making
         batches = log.finished()
-    provenance = {**loaded.provenance.to_dict(), "engine": {"name": engine.name, **engine.identity()}}
+    provenance = {**loaded.provenance.to_dict(), "engine": engine_record(engine)}
     return [row for batch_rows in batches for row in batch_rows], provenance, timing
 
 

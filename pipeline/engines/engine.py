@@ -74,6 +74,11 @@ class HfEngine:
         return {} if self.cache == "dynamic" else {"engine": "hf", "hf_cache": self.cache}
 
 
+def engine_record(engine: Engine) -> dict[str, str]:
+    """The engine as provenance records it: its name and identity."""
+    return {"name": engine.name, **engine.identity()}
+
+
 def require_engine(spec: ModelSpec) -> None:
     """Refuse an engine that cannot run here, before minutes of model loading (PhaseInputError, exit 2)."""
     if spec.engine == "vllm":

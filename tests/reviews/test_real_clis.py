@@ -17,6 +17,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,11 @@ def real_path(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def real_review(real_path: str, tmp_path: Path) -> Callable[..., ReviewOutcome]:
     """Run one review through a real CLI: HOME in a temp folder, no network, a fake key when asked."""
+    return _reviewer(real_path, tmp_path)
+
+
+def _reviewer(real_path: str, tmp_path: Path) -> Callable[..., ReviewOutcome]:
+    """`real_review` for the reviews made in `tmp_path`."""
     counter = iter(range(1, 1000))
     home = tmp_path / "home"
     home.mkdir()
@@ -178,13 +184,27 @@ OFFLINE_CAUSES = {
 }
 
 
+@pytest.fixture(scope="module")
+def offline_outcomes(real_path: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Every offline case on the preset's defaults (timeout_s 600, retries 2, the real backoff), all at once:
+    each spends most of its time waiting on the network and the backoff, so running them side by side
+    keeps the file's minutes down without changing any one case's timing much."""
+    def one(case: tuple[str, bool]) -> tuple[ReviewOutcome, float]:
+        preset, key = case
+        review = _reviewer(real_path, tmp_path_factory.mktemp(f"{preset}-{'key' if key else 'no-key'}"))
+        started = time.monotonic()
+        outcome = review(ReviewerSpec(preset=preset), key=key)
+        return outcome, time.monotonic() - started
+
+    cases = sorted(OFFLINE_CAUSES)
+    with ThreadPoolExecutor(len(cases)) as pool:
+        return dict(zip(cases, pool.map(one, cases), strict=True))
+
+
 @pytest.mark.parametrize(("preset", "key"), sorted(OFFLINE_CAUSES),
                          ids=[f"{p}-{'key' if k else 'no-key'}" for p, k in sorted(OFFLINE_CAUSES)])
-def test_offline_each_preset_fails_closed_with_its_real_cause(preset: str, key: bool, real_review) -> None:
-    # The preset's defaults: timeout_s 600 and retries 2 with the real backoff.
-    started = time.monotonic()
-    outcome = real_review(ReviewerSpec(preset=preset), key=key)
-    elapsed = time.monotonic() - started
+def test_offline_each_preset_fails_closed_with_its_real_cause(preset: str, key: bool, offline_outcomes) -> None:
+    outcome, elapsed = offline_outcomes[preset, key]
     error = outcome.error or ""
     assert outcome.decision is Decision.INVESTIGATE and outcome.is_reviewer_error, error
     assert elapsed < OFFLINE_LIMIT_S, f"{preset} took {elapsed:.0f} s to fail: {error}"
