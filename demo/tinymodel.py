@@ -55,8 +55,10 @@ def _train_tokenizer(lines: list[str], vocab_size: int):
     return tok
 
 
-def _config(arch: str, tokenizer):
-    """A 2-layer, 64-wide config of the requested architecture."""
+def _config(arch: str, tokenizer, shape: Mapping[str, Any]):
+    """A 2-layer, 64-wide config of the requested architecture, with `shape`'s fields in their place.
+
+    The fields go in at construction: a config derives others from them (Qwen2's per-layer types)."""
     from transformers import LlamaConfig, Qwen2Config
 
     common = dict(
@@ -72,6 +74,7 @@ def _config(arch: str, tokenizer):
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
+    common.update(shape)
     if arch == "llama":
         return LlamaConfig(**common)
     if arch == "qwen2":
@@ -110,9 +113,7 @@ def build_tiny_model(
     )
     if with_chat_template:
         tokenizer.chat_template = CHATML_TEMPLATE
-    config = _config(arch, tokenizer)
-    for key, value in (shape or {}).items():
-        setattr(config, key, value)
+    config = _config(arch, tokenizer, shape or {})
     torch.manual_seed(seed)
     chosen = {"dtype": dtype} if dtype is not None else {}  # only when asked: older transformers lack it
     with torch.device(device):

@@ -165,7 +165,7 @@ class VllmEngine:
         """A completion's new ids as hf returns them: ending in the EOS id when EOS ended it."""
         ids = list(completion.token_ids)
         ended_by_eos = completion.finish_reason == "stop" and completion.stop_reason is None
-        if ended_by_eos and (not ids or ids[-1] not in self.tok.eos_token_ids):
+        if ended_by_eos and self.tok.eos_token_ids and (not ids or ids[-1] not in self.tok.eos_token_ids):
             ids.append(min(self.tok.eos_token_ids))
         return ids
 

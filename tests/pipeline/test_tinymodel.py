@@ -37,3 +37,15 @@ def test_chat_template_only_on_request(tiny_model_dir: Path, templated_model_dir
 
     assert AutoTokenizer.from_pretrained(tiny_model_dir).chat_template is None
     assert "<|im_start|>" in AutoTokenizer.from_pretrained(templated_model_dir).chat_template
+
+
+def test_a_shape_and_dtype_make_the_model_of_that_shape(tmp_path: Path) -> None:
+    # The GPU benchmark's path (7B widths in bf16), at a size the CPU builds at once.
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    shape = {"num_hidden_layers": 3, "num_key_value_heads": 1, "vocab_size": 1000, "intermediate_size": 96}
+    folder = build_tiny_model(tmp_path / "m", arch="qwen2", shape=shape, dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert {k: getattr(model.config, k) for k in shape} == shape
+    assert next(model.parameters()).dtype == torch.bfloat16
