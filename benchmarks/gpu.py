@@ -250,7 +250,10 @@ def _driver(reader: NvmlReader) -> str:
     nvml = getattr(reader, "_nvml", None)
     if nvml is None:
         return reader.reason or "NVML unavailable"
-    version = nvml.nvmlSystemGetDriverVersion()
+    try:
+        version = nvml.nvmlSystemGetDriverVersion()
+    except Exception as error:  # noqa: BLE001 - NVML raises many error classes; each means "not reported"
+        return f"not reported ({error})"
     return version.decode() if isinstance(version, bytes) else str(version)
 
 

@@ -118,6 +118,8 @@ def build_tiny_model(
     chosen = {"dtype": dtype} if dtype is not None else {}  # only when asked: older transformers lack it
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, **chosen)
+    if dtype is not None and model.dtype != dtype:  # a transformers that ignored the keyword
+        model = model.to(dtype)
     hf_logging.disable_progress_bar()  # the save bar is noise in test and demo output
     try:
         tokenizer.save_pretrained(out)

@@ -46,6 +46,9 @@ def test_a_shape_and_dtype_make_the_model_of_that_shape(tmp_path: Path) -> None:
 
     shape = {"num_hidden_layers": 3, "num_key_value_heads": 1, "vocab_size": 1000, "intermediate_size": 96}
     folder = build_tiny_model(tmp_path / "m", arch="qwen2", shape=shape, dtype=torch.bfloat16)
+    from safetensors import safe_open
+
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert {k: getattr(model.config, k) for k in shape} == shape
-    assert next(model.parameters()).dtype == torch.bfloat16
+    with safe_open(folder / "model.safetensors", "pt") as weights:  # as saved, whatever a load defaults to
+        assert {weights.get_tensor(name).dtype for name in weights.keys()} == {torch.bfloat16}
