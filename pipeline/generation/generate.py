@@ -31,9 +31,12 @@ class GenerationSettings:
     cache: str = "dynamic"  # the hf engine's KV cache: "dynamic" grows, "static" is allocated once
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as JSON-ready values (recorded with every generated row)."""
+        """The settings as JSON-ready values (recorded with every generated row).
+
+        The cache is left out: the engine sets it, and provenance.json's engine record names it."""
         data = asdict(self)
         data["stop"] = list(self.stop)
+        del data["cache"]
         return data
 
 

@@ -59,6 +59,8 @@ def test_static_cache_reaches_generate(loaded: LoadedModel, monkeypatch: pytest.
 def test_an_engine_other_than_the_default_marks_its_rows(loaded: LoadedModel) -> None:
     assert HfEngine(loaded.model, loaded.tokenizer).identity() == {}
     assert HfEngine(loaded.model, loaded.tokenizer, cache="static").identity() == {"engine": "hf", "hf_cache": "static"}
+    # Rows record the phase's settings; the cache the engine chose is in the engine record, not there.
+    assert "cache" not in GenerationSettings(cache="static").to_dict()
 
 
 def test_a_pilot_on_another_engine_never_reuses_the_batches(tmp_path: Path, tiny_model_dir: Path) -> None:
