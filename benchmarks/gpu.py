@@ -229,13 +229,12 @@ def bench_oom(root: Path) -> dict[str, Any] | str:
     return {"exit_code": done.returncode, "trigger": front.get("trigger"), "seconds": seconds}
 
 
-def environment(device: str) -> dict[str, str]:
+def environment(device: str, reader: NvmlReader) -> dict[str, str]:
     """What the figures came from: device, driver, torch and CUDA builds."""
     found = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine()}
     if device == "cuda":
         found["device"] = torch.cuda.get_device_name(0)
         found["cuda"] = str(torch.version.cuda)
-        reader = NvmlReader()
         found["driver"] = _driver(reader)
     else:
         found["device"] = f"CPU, {os.cpu_count()} cores"
@@ -283,7 +282,7 @@ def run(shape: str, device: str) -> dict[str, Any]:
     minutes = 15000 / DEMO_KEPT_PER_CANDIDATE * (TOKENS_PER_CANDIDATE / best
                                                  + CRITIC_FORWARDS_PER_CANDIDATE / critic["prefix_fps"]) / 60
     return {"measured_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "shape": shape,
-            "environment": environment(device), "build_s": build_s, "load_s": load_s, "generation": generation,
+            "environment": environment(device, watch.reader), "build_s": build_s, "load_s": load_s, "generation": generation,
             "projected_minutes_15k_kept": minutes, "critic": critic, "sft": sft, "oom": oom,
             "nvml_peaks": watch.peaks or (watch.reason or "no reading"),
             "torch_max_memory_allocated_mb": torch_peak, "total_s": time.perf_counter() - started}

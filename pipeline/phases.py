@@ -130,10 +130,11 @@ def generate(ctx: PhaseContext) -> int:
     rules = merge_thresholds(params.thresholds, target_kept=params.target_kept)
     seed = ctx.seed if params.seed is None else params.seed
     seed_pool(ctx, params)  # a bad seed file is refused before minutes of model loading
-    require_engine(ctx.require_model())
+    spec = ctx.require_model()
+    require_engine(spec)
     started = time.monotonic()
-    loaded = load_clean(ctx.require_model(), base=ctx.model_base)
-    engine = open_engine(loaded, ctx.require_model())
+    loaded = load_clean(spec, base=ctx.model_base)
+    engine = open_engine(loaded, spec)
     model_load_s = time.monotonic() - started
     ref = _write_provenance(ctx, loaded, engine)
     run = generate_rows(ctx, loaded, engine, params, seed, ref)

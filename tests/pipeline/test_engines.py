@@ -65,10 +65,8 @@ def test_an_engine_other_than_the_default_marks_its_rows(loaded: LoadedModel) ->
 
 def test_a_pilot_on_another_engine_never_reuses_the_batches(tmp_path: Path, tiny_model_dir: Path) -> None:
     def fingerprint(hf_cache: str) -> str:
-        context = write_context(tmp_path, "generate", tiny_model_dir, {**PILOT_PARAMS, "count": 4})
-        data = json.loads(context.read_text())
-        data["model"]["hf_cache"] = hf_cache
-        context.write_text(json.dumps(data))
+        context = write_context(tmp_path, "generate", tiny_model_dir, {**PILOT_PARAMS, "count": 4},
+                                model_keys={"hf_cache": hf_cache})
         assert main(["generate", "--context", str(context)]) == 0
         run = tmp_path / "run"
         provenance = json.loads((run / "artifacts" / "generate" / "provenance.json").read_text())
@@ -80,10 +78,7 @@ def test_a_pilot_on_another_engine_never_reuses_the_batches(tmp_path: Path, tiny
 
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here: its own tests run it")
 def test_a_pilot_on_vllm_without_vllm_exits_2_before_loading(tmp_path: Path, tiny_model_dir: Path, capsys) -> None:
-    context = write_context(tmp_path, "generate", tiny_model_dir, PILOT_PARAMS)
-    data = json.loads(context.read_text())
-    data["model"]["engine"] = "vllm"
-    context.write_text(json.dumps(data))
+    context = write_context(tmp_path, "generate", tiny_model_dir, PILOT_PARAMS, model_keys={"engine": "vllm"})
     assert main(["generate", "--context", str(context)]) == EXIT_INVALID_INPUT
     err = capsys.readouterr().err
     assert "vLLM is not installed" in err and "phasegate[vllm]" in err and "engine = 'hf'" in err

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from phasegate.pipeline.context import PhaseContext
 from phasegate.pipeline.data.dedup import MinHashIndex, drop_repeated_instructions, minhash
-from phasegate.pipeline.data.pilot import GenerateParams, run_batches
+from phasegate.pipeline.data.pilot import GenerateParams, generate_rows
 from phasegate.pipeline.data.scale import merge
 from phasegate.pipeline.data.shards import ShardJob, plan_shards, write_shard
 from phasegate.pipeline.engines.engine import HfEngine
@@ -86,13 +86,14 @@ def test_the_pilot_drops_near_repeats_across_its_batches(tmp_path: Path, loaded,
                        session_dir=tmp_path, artifacts_dir=tmp_path / "run" / "artifacts" / "pilot",
                        model={"path": str(tiny_model_dir)})
     params = GenerateParams(count=4, batch_size=2, max_new_tokens=2, instruction_max_new_tokens=4)
-    run_batches(ctx, loaded, HfEngine(loaded.model, loaded.tokenizer), params, 1, {})
+    generate_rows(ctx, loaded, HfEngine(loaded.model, loaded.tokenizer), params, 1, {})
     batches = ctx.work_dir / "batches"
     # Batch files of the same fingerprint are reused as they are; the filter runs over them all.
     atomic_write_jsonl(batches / "batch-00000.jsonl", [kept(0, LONG.format("week")), kept(1, DISTINCT)])
     atomic_write_jsonl(batches / "batch-00001.jsonl", [kept(2, "Name two rivers."),
                                                        kept(3, LONG.format("month"))])
-    rows, done = run_batches(ctx, loaded, HfEngine(loaded.model, loaded.tokenizer), params, 1, {})
+    run = generate_rows(ctx, loaded, HfEngine(loaded.model, loaded.tokenizer), params, 1, {})
+    rows, done = run.rows, run.batches
     assert done == {"generated": [], "reused": [0, 1]}
     assert [r["kept"] for r in rows] == [True, True, True, False]
     assert rows[3]["drop_reason"] == "near_duplicate" and rows[3]["duplicate_of"] == "r0"

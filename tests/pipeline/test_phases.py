@@ -28,15 +28,16 @@ PILOT_PARAMS = {
 }
 
 
-def write_context(root: Path, kind: str, model: Path | None, params: dict, **extra) -> Path:
-    """A context file like the controller writes, for phase `kind` under `root`."""
+def write_context(root: Path, kind: str, model: Path | None, params: dict, *, model_keys: dict | None = None,
+                  **extra) -> Path:
+    """A context file like the controller writes, for phase `kind` under `root`; `model_keys` go into [model]."""
     context = {
         "phase_id": kind,
         "kind": kind,
         "run_dir": str(root / "run"),
         "session_dir": str(root),
         "artifacts_dir": str(root / "run" / "artifacts" / kind),
-        "model": {"path": str(model)} if model else None,
+        "model": {"path": str(model), **(model_keys or {})} if model else None,
         "params": params,
         **extra,
     }

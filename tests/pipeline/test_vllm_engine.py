@@ -39,10 +39,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _pilot(root: Path, model_dir: Path, engine: str) -> dict:
     root.mkdir()
-    context = write_context(root, "generate", model_dir, PARAMS, seed=7)
-    data = json.loads(context.read_text())
-    data["model"].update(engine=engine, device="cpu")
-    context.write_text(json.dumps(data))
+    context = write_context(root, "generate", model_dir, PARAMS, seed=7,
+                            model_keys={"engine": engine, "device": "cpu"})
     done = run_child("generate", context, root / "events.jsonl", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = root / "run" / "artifacts" / "generate"
@@ -91,10 +89,8 @@ def test_vllm_rows_pass_the_same_output_checks(pilots: dict) -> None:
 
 def test_a_model_vllm_cannot_run_stops_the_phase_with_exit_2(tmp_path: Path, tiny_model_dir: Path) -> None:
     # The tiny random Llama has head_dim 16, which vLLM's CPU attention refuses at engine start.
-    context = write_context(tmp_path, "generate", tiny_model_dir, {"count": 2, "batch_size": 2})
-    data = json.loads(context.read_text())
-    data["model"].update(engine="vllm", device="cpu")
-    context.write_text(json.dumps(data))
+    context = write_context(tmp_path, "generate", tiny_model_dir, {"count": 2, "batch_size": 2},
+                            model_keys={"engine": "vllm", "device": "cpu"})
     done = run_child("generate", context, tmp_path / "events.jsonl", timeout=300)
     assert done.returncode == 2, done.stderr[-3000:]
     assert "could not start on" in done.stderr and str(tiny_model_dir) in done.stderr
